@@ -1,0 +1,240 @@
+"""The one way out to LINE: a thin wrapper over line-bot-sdk v3's async client.
+
+It knows what the SDK does not: retry keys (409 = already accepted, so "sent"),
+back-off on 429 and 5xx with the same retry key, the monthly quota 429 (stop,
+never loop), and that a 4xx is our bug (log the body, do not retry). Replies are
+never retried after a timeout: a reply token is single-use and a lost answer
+may mean it was used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+from linebot.v3.messaging import (
+    ApiException,
+    AsyncApiClient,
+    AsyncMessagingApi,
+    Configuration,
+    Message,
+    MulticastRequest,
+    PushMessageRequest,
+    ReplyMessageRequest,
+)
+
+log = logging.getLogger("linecrm.line")
+
+RETRY_KEY_NAMESPACE = uuid.UUID("6f2c1d0e-4b7a-5c3e-9a41-2f6d8b0c7e15")
+MONTHLY_LIMIT_MESSAGE = "You have reached your monthly limit."
+
+T = TypeVar("T")
+MessageLike = Message | dict[str, Any]
+
+
+def retry_key_for(*parts: object) -> str:
+    """A UUID that is the same every time the same thing is sent (shop, customer, campaign, step, cycle…)."""
+    return str(uuid.uuid5(RETRY_KEY_NAMESPACE, "\x1f".join(str(part) for part in parts)))
+
+
+class LineApiError(Exception):
+    """LINE refused a request for good (a 4xx other than 409/429, or retries ran out)."""
+
+    def __init__(self, status: int | None, body: str, operation: str) -> None:
+        super().__init__(f"LINE {operation} failed with {status}: {body[:500]}")
+        self.status = status
+        self.body = body
+        self.operation = operation
+
+
+class QuotaExhausted(LineApiError):
+    """The channel's monthly message quota is spent: stop pushing for this shop."""
+
+
+class InvalidReplyToken(LineApiError):
+    """The reply token was stale or used: the caller may fall back to push."""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What LINE said about one send request."""
+
+    request_id: str | None
+    already_accepted: bool = False
+    sent_message_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        if retry_after is not None:
+            try:
+                return min(self.max_delay, max(0.0, float(retry_after)))
+            except ValueError:
+                pass
+        return min(self.max_delay, self.base_delay * (2**attempt))
+
+
+def _as_message(message: MessageLike) -> Message:
+    return message if isinstance(message, Message) else Message.from_dict(message)
+
+
+def _body_text(exc: ApiException) -> str:
+    body = exc.body
+    if isinstance(body, bytes):
+        return body.decode("utf-8", "replace")
+    return str(body or "")
+
+
+def _body_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(_body_text(exc)).get("message", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+class LineClient:
+    """LINE Messaging API calls for one channel access token."""
+
+    def __init__(
+        self,
+        api_client: AsyncApiClient,
+        *,
+        timeout: float,
+        retry: RetryPolicy,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._api_client = api_client
+        self.api = AsyncMessagingApi(api_client)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._retry = retry
+        self._sleep = sleep
+
+    async def close(self) -> None:
+        await self._api_client.close()
+
+    async def push(self, to: str, messages: Sequence[MessageLike], *, retry_key: str) -> SendResult:
+        """Push with a retry key: safe to call again for the same key (409 means already sent)."""
+        request = PushMessageRequest(to=to, messages=[_as_message(m) for m in messages])
+        return await self._send(
+            "push",
+            lambda: self.api.push_message_with_http_info(
+                request, x_line_retry_key=retry_key, _request_timeout=self._timeout
+            ),
+            idempotent=True,
+        )
+
+    async def multicast(self, to: Sequence[str], messages: Sequence[MessageLike], *, retry_key: str) -> SendResult:
+        request = MulticastRequest(to=list(to), messages=[_as_message(m) for m in messages])
+        return await self._send(
+            "multicast",
+            lambda: self.api.multicast_with_http_info(
+                request, x_line_retry_key=retry_key, _request_timeout=self._timeout
+            ),
+            idempotent=True,
+        )
+
+    async def reply(self, reply_token: str, messages: Sequence[MessageLike]) -> SendResult:
+        """Reply once. Raises InvalidReplyToken when the token is stale/used (then push instead)."""
+        request = ReplyMessageRequest(replyToken=reply_token, messages=[_as_message(m) for m in messages])
+        return await self._send(
+            "reply",
+            lambda: self.api.reply_message_with_http_info(request, _request_timeout=self._timeout),
+            idempotent=False,
+        )
+
+    async def get_profile(self, user_id: str) -> dict[str, Any] | None:
+        """The user's LINE profile, or None when LINE does not know them (blocked, left)."""
+        try:
+            result = await self._call(
+                "profile", lambda: self.api.get_profile(user_id, _request_timeout=self._timeout), idempotent=True
+            )
+        except LineApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(result.to_dict())
+
+    async def _send(self, operation: str, call: Callable[[], Awaitable[Any]], *, idempotent: bool) -> SendResult:
+        try:
+            response = await self._call(operation, call, idempotent=idempotent)
+        except _AlreadyAccepted as accepted:
+            return SendResult(request_id=accepted.request_id, already_accepted=True)
+        headers = response.headers or {}
+        sent = getattr(response.data, "sent_messages", None) or []
+        return SendResult(
+            request_id=headers.get("x-line-request-id"),
+            sent_message_ids=[m.id for m in sent],
+        )
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except ApiException as exc:
+                status = exc.status
+                body = _body_text(exc)
+                if status == 409 and idempotent:
+                    headers = exc.headers or {}
+                    raise _AlreadyAccepted(headers.get("x-line-accepted-request-id")) from None
+                if status == 429 and _body_message(exc) == MONTHLY_LIMIT_MESSAGE:
+                    log.error("LINE %s: monthly message quota exhausted", operation)
+                    raise QuotaExhausted(status, body, operation) from None
+                if status == 400 and operation == "reply" and "reply token" in _body_message(exc).lower():
+                    raise InvalidReplyToken(status, body, operation) from None
+                retryable = status == 429 or (status is not None and status >= 500 and idempotent)
+                if not retryable or attempt + 1 >= self._retry.attempts:
+                    log.warning("LINE %s failed: status=%s body=%s", operation, status, body[:1000])
+                    raise LineApiError(status, body, operation) from None
+                retry_after = (exc.headers or {}).get("Retry-After")
+                delay = self._retry.delay(attempt, retry_after)
+                log.info("LINE %s answered %s; retrying in %.2fs", operation, status, delay)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                if not idempotent or attempt + 1 >= self._retry.attempts:
+                    log.warning("LINE %s failed without an answer: %r", operation, exc)
+                    raise LineApiError(None, repr(exc), operation) from None
+                delay = self._retry.delay(attempt)
+                log.info("LINE %s got no answer (%r); retrying in %.2fs", operation, exc, delay)
+            attempt += 1
+            await self._sleep(delay)
+
+
+class _AlreadyAccepted(Exception):
+    def __init__(self, request_id: str | None) -> None:
+        self.request_id = request_id
+
+
+class LineClients:
+    """One LineClient per channel access token, created lazily in the running loop and reused."""
+
+    def __init__(self, api_base: str, *, timeout: float, retry: RetryPolicy | None = None) -> None:
+        self._api_base = api_base
+        self._timeout = timeout
+        self._retry = retry or RetryPolicy()
+        self._clients: dict[str, LineClient] = {}
+
+    def for_token(self, access_token: str) -> LineClient:
+        key = hashlib.sha256(access_token.encode()).hexdigest()
+        client = self._clients.get(key)
+        if client is None:
+            configuration = Configuration(host=self._api_base, access_token=access_token)
+            client = LineClient(AsyncApiClient(configuration), timeout=self._timeout, retry=self._retry)
+            self._clients[key] = client
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()

@@ -1,0 +1,27 @@
+"""Opening and closing the database for a process (embedded server or MONGODB_URI)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from storage.database import Database, connect
+from storage.embedded import start_embedded
+
+
+@contextlib.asynccontextmanager
+async def open_database(uri: str | None, db_name: str, data_dir: Path) -> AsyncIterator[Database]:
+    """Connect (starting the embedded server when no URI is given) and ensure indexes."""
+    server = None
+    if uri is None:
+        server = await start_embedded(data_dir)
+        uri = server.uri
+    database = connect(uri, db_name)
+    try:
+        await database.ensure_indexes()
+        yield database
+    finally:
+        await database.close()
+        if server is not None:
+            await server.stop()
