@@ -1,0 +1,72 @@
+"""Rich menu flow: create, upload image (size rules read from the image
+header), set/get/cancel default, list, get, delete."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from .linesim_helpers import AUTH, jpeg, png, rich_menu
+
+
+async def create(sim: Any, body: dict[str, Any] | None = None) -> str:
+    resp = await sim.post("/v2/bot/richmenu", json=body or rich_menu(), headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    return (await resp.json())["richMenuId"]
+
+
+async def upload(sim: Any, menu_id: str, data: bytes, ctype: str = "image/png") -> Any:
+    return await sim.post(f"/v2/bot/richmenu/{menu_id}/content", data=io.BytesIO(data),
+                          headers={**AUTH, "Content-Type": ctype})
+
+
+async def test_rich_menu_default_flow(sim: Any) -> None:
+    menu_id = await create(sim)
+    # default needs an uploaded image
+    assert (await sim.post(f"/v2/bot/user/all/richmenu/{menu_id}", headers=AUTH)).status == 400
+    assert (await upload(sim, menu_id, png(2500, 843))).status == 200
+    # the image cannot be replaced
+    assert (await upload(sim, menu_id, png(2500, 843))).status == 400
+    assert (await sim.post(f"/v2/bot/user/all/richmenu/{menu_id}", headers=AUTH)).status == 200
+    got = await (await sim.get("/v2/bot/user/all/richmenu", headers=AUTH)).json()
+    assert got == {"richMenuId": menu_id}
+    listed = await (await sim.get("/v2/bot/richmenu/list", headers=AUTH)).json()
+    assert [m["richMenuId"] for m in listed["richmenus"]] == [menu_id]
+    assert listed["richmenus"][0]["chatBarText"] == "Menu"
+    assert (await sim.get(f"/v2/bot/richmenu/{menu_id}", headers=AUTH)).status == 200
+    # menus are per channel
+    other = {"Authorization": "Bearer other-channel"}
+    assert (await sim.get(f"/v2/bot/richmenu/{menu_id}", headers=other)).status == 404
+    assert (await sim.get("/v2/bot/user/all/richmenu", headers=other)).status == 404
+    assert (await sim.delete("/v2/bot/user/all/richmenu", headers=AUTH)).status == 200
+    assert (await sim.get("/v2/bot/user/all/richmenu", headers=AUTH)).status == 404
+    assert (await sim.delete(f"/v2/bot/richmenu/{menu_id}", headers=AUTH)).status == 200
+    assert (await sim.get(f"/v2/bot/richmenu/{menu_id}", headers=AUTH)).status == 404
+
+
+async def test_rich_menu_image_rules(sim: Any) -> None:
+    menu_id = await create(sim)
+    too_small = await upload(sim, menu_id, png(600, 200))
+    assert too_small.status == 400 and "width" in (await too_small.json())["message"]
+    mismatch = await upload(sim, menu_id, png(2500, 1686))
+    assert mismatch.status == 400
+    assert (await upload(sim, menu_id, b"GIF89a....", "image/gif")).status == 415
+    assert (await upload(sim, menu_id, b"\x89PNG" + b"\0" * (1024 * 1024), "image/png")).status == 413
+    assert (await upload(sim, menu_id, jpeg(2500, 843), "image/jpeg")).status == 200
+    assert (await upload(sim, "richmenu-" + "0" * 32, png(2500, 843))).status == 404
+
+
+async def test_rich_menu_object_rules(sim: Any) -> None:
+    body = rich_menu()
+    body["chatBarText"] = "a very long chat bar text"
+    body["areas"][1]["bounds"]["x"] = 2000
+    resp = await sim.post("/v2/bot/richmenu", json=body, headers=AUTH)
+    assert resp.status == 400
+    props = {d["property"] for d in (await resp.json())["details"]}
+    assert props == {"chatBarText"}
+    body["chatBarText"] = "Menu"
+    resp = await sim.post("/v2/bot/richmenu", json=body, headers=AUTH)
+    assert resp.status == 400
+    assert {d["property"] for d in (await resp.json())["details"]} == {"areas[1].bounds"}
+    resp = await sim.post("/v2/bot/richmenu", json=rich_menu(2500, 2000), headers=AUTH)
+    assert resp.status == 400  # width/height < 1.45
