@@ -8,7 +8,12 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test worker linesim bench clean
+# Debian packages the app and tests need: a Japanese font for rich-menu images,
+# Chromium for the real-browser linking test. Installed only when missing.
+DEBIAN_PACKAGES := fonts-ipafont-gothic chromium
+DEBIAN_STAMP := $(VENV)/.debian-installed
+
+.PHONY: run test worker linesim bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +27,20 @@ $(TEST_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $(RUN_STAMP) $@
 
-run: $(RUN_STAMP)
+$(DEBIAN_STAMP): | $(BIN)/python
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
+	      || echo "warning: could not install$$missing"; \
+	  else echo "warning: missing Debian packages:$$missing (install them as root)"; fi; \
+	fi
+	touch $@
+
+system-deps: $(DEBIAN_STAMP)
+
+run: $(RUN_STAMP) $(DEBIAN_STAMP)
 	$(BIN)/python -m bot
 
 worker: $(RUN_STAMP)
@@ -31,7 +49,7 @@ worker: $(RUN_STAMP)
 linesim: $(RUN_STAMP)
 	$(BIN)/python -m linesim --port 8090
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(DEBIAN_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(TEST_STAMP)
