@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import aiohttp
 from linebot.v3.messaging import (
@@ -36,7 +36,7 @@ RETRY_KEY_NAMESPACE = uuid.UUID("6f2c1d0e-4b7a-5c3e-9a41-2f6d8b0c7e15")
 MONTHLY_LIMIT_MESSAGE = "You have reached your monthly limit."
 
 T = TypeVar("T")
-MessageLike = Message | dict[str, Any]
+MessageLike: TypeAlias = Message | dict[str, Any]
 
 
 def retry_key_for(*parts: object) -> str:
@@ -83,7 +83,7 @@ class RetryPolicy:
                 return min(self.max_delay, max(0.0, float(retry_after)))
             except ValueError:
                 pass
-        return min(self.max_delay, self.base_delay * (2**attempt))
+        return min(self.max_delay, self.base_delay * float(2**attempt))
 
 
 def _as_message(message: MessageLike) -> Message:

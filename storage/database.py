@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel
@@ -12,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 log = logging.getLogger("linecrm.storage")
 
-Document = dict  # a BSON document as the driver hands it back
+Document = dict[str, Any]  # a BSON document as the driver hands it back
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ async def start_embedded(
         args += ["--log-level", "WARNING"]
         if test_commands:
             args.append("--enable-test-commands")
-        log_file = open(data_dir / "embedded-db.log", "ab")  # noqa: SIM115 - handed to the child
+        log_file = open(data_dir / "embedded-db.log", "ab")  # noqa: SIM115, ASYNC230 - start-up only; handed to the child
         try:
             process = await asyncio.create_subprocess_exec(
                 *args, stdout=log_file, stderr=log_file, stdin=asyncio.subprocess.DEVNULL
