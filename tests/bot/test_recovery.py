@@ -1,0 +1,91 @@
+"""A crash between "stored" and "handled" is recovered: at start-up, and after a failed attempt."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from bot.app import create_app
+from bot.clock import FixedClock
+from bot.settings import Settings
+from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS
+from bot.webhook import recover_expired
+from linesim import webhook as events
+from linesim.client import SimClient
+from storage.database import connect
+from storage.webhook_events import LEASE, MAX_ATTEMPTS, WebhookEventRepository
+from tests.bot.conftest import USER, settle
+from tests.conftest import ShopHandle
+
+
+async def test_events_stored_before_a_crash_are_handled_at_start_up_once(
+    client: TestClient[Any, Any], shop: ShopHandle, sim: SimClient, settings: Settings, clock: FixedClock,
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> None:
+    # The "crashed" process stored the event and died before handling it.
+    database = connect(settings.mongodb_uri or "", settings.mongodb_db)
+    try:
+        stored = await WebhookEventRepository(database).store(
+            shop.shop_id, [events.text_message_event(USER, "配信停止")], clock.now() - LEASE - timedelta(seconds=1)
+        )
+    finally:
+        await database.close()
+    assert len(stored.new) == 1
+
+    restarted = await aiohttp_client(create_app(settings, clock=clock))  # start-up runs the recovery
+    for _ in range(100):
+        doc = await WebhookEventRepository(restarted.app[DATABASE]).get(shop.shop_id, stored.new[0]["webhook_event_id"])
+        if doc and doc["state"] == "done":
+            break
+        await settle(restarted.app)
+        await asyncio.sleep(0.02)
+    assert doc is not None and doc["state"] == "done" and doc["attempts"] == 2 and doc["responded_at"]
+    sent = await sim.messages(to=USER)
+    # The reply token is long stale: the answer is pushed, keyed by the event, so it can only arrive once.
+    assert [m["kind"] for m in sent] == ["push"] and "配信を停止しました" in sent[0]["messages"][0]["text"]
+
+    clock.advance(LEASE * 2)
+    app = restarted.app
+    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 0
+    assert len(await sim.messages(to=USER)) == 1
+
+
+async def test_a_failed_handling_is_retried_later_without_a_second_message(
+    client: TestClient[Any, Any], shop: ShopHandle, sim: SimClient, clock: FixedClock
+) -> None:
+    await sim.faults("profile", status=403, count=1)  # LINE refuses while we handle the follow
+    bot_url = str(client.make_url("/webhook/" + shop.shop_id))
+    answer = await sim.webhook(bot_url, shop.channel_secret, event={"type": "follow", "user_id": USER})
+    assert answer["status"] == 200  # stored and acknowledged anyway
+    app = client.app
+    await settle(app)
+    repository = WebhookEventRepository(app[DATABASE])
+    event_id = answer["events"][0]["webhookEventId"]
+    doc = await repository.get(shop.shop_id, event_id)
+    assert doc is not None and doc["state"] == "handling" and doc["outcome"] == "error"
+    assert await sim.messages(to=USER) == []
+
+    await sim.clear_faults()
+    clock.advance(timedelta(minutes=1))
+    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 1
+    doc = await repository.get(shop.shop_id, event_id)
+    assert doc is not None and doc["state"] == "done" and doc["attempts"] == 2
+    assert [m["kind"] for m in await sim.messages(to=USER)] == ["push"]
+
+
+async def test_an_event_that_keeps_failing_is_given_up_after_its_attempts(
+    client: TestClient[Any, Any], shop: ShopHandle, sim: SimClient, clock: FixedClock
+) -> None:
+    app = client.app
+    repository = WebhookEventRepository(app[DATABASE])
+    stored = await repository.store(shop.shop_id, [events.text_message_event(USER, "配信停止")], clock.now())
+    await app[DATABASE]["webhook_events"].update_one({"_id": stored.new[0]["_id"]}, {"$set": {"attempts": MAX_ATTEMPTS}})
+    clock.advance(LEASE * 2)
+    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 0
+    doc = await repository.get(shop.shop_id, stored.new[0]["webhook_event_id"])
+    assert doc is not None and doc["state"] == "failed"
+    assert await sim.messages(to=USER) == []
