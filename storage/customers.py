@@ -20,9 +20,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateMany, UpdateOne
 
-from storage.database import Database, Document
+from storage.database import Database, Document, IndexSpec, register_indexes
 
 
 def customer_key(shop_id: str, line_user_id: str) -> str:
@@ -113,3 +113,117 @@ class CustomerRepository:
              "$setOnInsert": insert},
             upsert=True,
         )
+
+    # --- admin API: listing, tags, rank, shop customer IDs (indexes declared below the class) ---
+
+    async def list_page(
+        self,
+        shop_id: str,
+        *,
+        after: str | None = None,
+        limit: int = 50,
+        tag: str | None = None,
+        rank: str | None = None,
+        friend: bool | None = None,
+        blocked: bool | None = None,
+        opted_out: bool | None = None,
+        linked: bool | None = None,
+    ) -> list[Document]:
+        """One page in LINE user ID order (keyset paging; each filter has an index ending in line_user_id)."""
+        query: dict[str, Any] = {"shop_id": shop_id}
+        for field, value in (("tags", tag), ("rank", rank), ("friend", friend), ("blocked", blocked),
+                             ("opted_out", opted_out), ("linked", linked)):
+            if value is not None:
+                query[field] = value
+        if after is not None:
+            query["line_user_id"] = {"$gt": after}
+        cursor = self._customers.find(query).sort("line_user_id", 1).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def bulk_tags(
+        self, shop_id: str, line_user_ids: list[str], add: list[str], remove: list[str], fields: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        """Add/remove tags (and set fields such as rank) for many customers; unknown customers are created."""
+        insert = {k: v for k, v in new_customer_fields(shop_id, line_user_id="", now=now).items()
+                  if k not in ("tags", "line_user_id", *fields)}
+        ops: list[UpdateOne | UpdateMany] = []
+        for line_user_id in line_user_ids:
+            update: dict[str, Any] = {
+                "$set": {**fields, "updated_at": now},
+                "$setOnInsert": {**insert, "line_user_id": line_user_id},
+            }
+            if add:
+                update["$addToSet"] = {"tags": {"$each": add}}
+            else:
+                update["$setOnInsert"]["tags"] = []
+            ops.append(UpdateOne({"_id": customer_key(shop_id, line_user_id)}, update, upsert=True))
+        if remove:
+            keys = [customer_key(shop_id, u) for u in line_user_ids]
+            ops.append(UpdateMany({"_id": {"$in": keys}}, {"$pull": {"tags": {"$in": remove}}}))
+        await self._customers.bulk_write(ops, ordered=True)
+
+    async def update_fields(self, shop_id: str, line_user_id: str, fields: dict[str, Any], now: datetime) -> None:
+        """Set merchant-owned fields (rank, e-mail, tags, shop customer ID), creating the customer if needed."""
+        if "shop_customer_id" in fields and fields["shop_customer_id"] is not None:
+            await self._release_shop_customer_id(shop_id, fields["shop_customer_id"], line_user_id)
+        insert = {k: v for k, v in new_customer_fields(shop_id, line_user_id, now).items() if k not in fields}
+        await self._customers.update_one(
+            {"_id": customer_key(shop_id, line_user_id)},
+            {"$set": {**fields, "updated_at": now}, "$setOnInsert": insert},
+            upsert=True,
+        )
+
+    async def map_shop_customer_ids(self, shop_id: str, pairs: list[tuple[str, str]], now: datetime) -> None:
+        """Record shop customer ID -> LINE user; an ID moves away from whoever held it before."""
+        for shop_customer_id, line_user_id in pairs:
+            await self.update_fields(shop_id, line_user_id, {"shop_customer_id": shop_customer_id}, now)
+
+    async def _release_shop_customer_id(self, shop_id: str, shop_customer_id: str, keep: str) -> None:
+        await self._customers.update_many(
+            {"shop_id": shop_id, "shop_customer_id": shop_customer_id, "line_user_id": {"$ne": keep}},
+            {"$set": {"shop_customer_id": None}},
+        )
+
+    async def by_shop_customer_id(self, shop_id: str, shop_customer_id: str) -> Document | None:
+        return await self._customers.find_one({"shop_id": shop_id, "shop_customer_id": shop_customer_id})
+
+    # --- linking: which browsers point at the customer (linking.links keeps these in step) ---
+
+    async def add_browser(self, shop_id: str, line_user_id: str, browser_id: str, now: datetime) -> None:
+        """The browser now belongs to this customer (created if unknown, e.g. linked before following)."""
+        insert = {k: v for k, v in new_customer_fields(shop_id, line_user_id, now).items()
+                  if k not in ("linked", "browser_ids")}
+        await self._customers.update_one(
+            {"_id": customer_key(shop_id, line_user_id)},
+            {"$set": {"linked": True, "updated_at": now}, "$addToSet": {"browser_ids": browser_id},
+             "$setOnInsert": insert},
+            upsert=True,
+        )
+
+    async def remove_browser(self, shop_id: str, line_user_id: str, browser_id: str, now: datetime) -> None:
+        """The browser moved to someone else; the customer stays linked only while a browser remains."""
+        key = customer_key(shop_id, line_user_id)
+        await self._customers.update_one(
+            {"_id": key}, {"$pull": {"browser_ids": browser_id}, "$set": {"updated_at": now}}
+        )
+        await self._customers.update_one({"_id": key, "browser_ids": {"$size": 0}}, {"$set": {"linked": False}})
+
+
+register_indexes(
+    [
+        IndexSpec("customers", [("shop_id", 1), ("tags", 1), ("line_user_id", 1)], "shop_tag_user"),
+        IndexSpec("customers", [("shop_id", 1), ("rank", 1), ("line_user_id", 1)], "shop_rank_user"),
+        IndexSpec("customers", [("shop_id", 1), ("friend", 1), ("line_user_id", 1)], "shop_friend_user"),
+        IndexSpec("customers", [("shop_id", 1), ("linked", 1), ("line_user_id", 1)], "shop_linked_user"),
+        IndexSpec("customers", [("shop_id", 1), ("opted_out", 1), ("line_user_id", 1)], "shop_opted_out_user"),
+        IndexSpec("customers", [("shop_id", 1), ("blocked", 1), ("line_user_id", 1)], "shop_blocked_user"),
+        # Unique among customers that have one; the engine does not plan lookups on a partial
+        # index, so a plain one (longer key pattern) serves the look-ups.
+        IndexSpec(
+            "customers", [("shop_id", 1), ("shop_customer_id", 1)], "shop_customer_id", unique=True,
+            partial_filter={"shop_customer_id": {"$type": "string"}},
+        ),
+        IndexSpec("customers", [("shop_id", 1), ("shop_customer_id", 1), ("line_user_id", 1)], "shop_customer_lookup"),
+    ]
+)

@@ -11,7 +11,7 @@ import re
 from datetime import datetime, time
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bot.line_limits import MAX_ALT_TEXT, MAX_CHAT_BAR_TEXT, MAX_FLEX_ACTION_LABEL, MAX_TEXT, utf16_len
 from storage.database import Database
@@ -133,20 +133,20 @@ class CartSettings(SettingsSection):
     button_color: Colour = "#06C755"
     alt_text: AltText = "カートに商品が残っています"
     recovery_url_template: Annotated[str, Field(max_length=1000)] | None = Field(
-        default=None, description="URL that reopens the cart; must contain {cart_token}"
+        default=None, validate_default=True, description="URL that reopens the cart; must contain {cart_token}"
     )
     cooldown_days: int = Field(default=3, ge=0, le=90, description="after a reminder, none again for this long")
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
 
-    @model_validator(mode="after")
-    def _template(self) -> CartSettings:
-        template = self.recovery_url_template
+    @field_validator("recovery_url_template")
+    @classmethod
+    def _template(cls, template: str | None, info: ValidationInfo) -> str | None:
         if template is not None:
             if not template.startswith(("https://", "http://")) or "{cart_token}" not in template:
-                raise ValueError("recovery_url_template must be an http(s) URL containing {cart_token}")
-        elif self.enabled:
-            raise ValueError("recovery_url_template is required when enabled")
-        return self
+                raise ValueError("must be an http(s) URL containing {cart_token}")
+        elif info.data.get("enabled"):
+            raise ValueError("required when enabled")
+        return template
 
 
 class PointsSettings(SettingsSection):

@@ -1,0 +1,1 @@
+"""Benchmarks: each module prints figures (run as `python -m bench.<name>`)."""
