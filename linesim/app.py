@@ -9,7 +9,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from . import limits, messaging, richmenu, sim
+from . import limits, login, messaging, richmenu, sim
 from .common import CHANNEL, MAX_BODY, REQUEST_ID, STATE, LineError, state_of
 from .state import SimConfig, SimState, channel_id, request_id
 
@@ -56,7 +56,7 @@ async def _api(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def line_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request_id()
     request[REQUEST_ID] = rid
-    is_api = not request.path.startswith("/_sim")
+    is_api = not request.path.startswith(("/_sim", *login.PUBLIC_PREFIXES))
     try:
         response = await _api(request, handler) if is_api else await handler(request)
     except LineError as exc:
@@ -79,4 +79,5 @@ def create_app(config: SimConfig | None = None) -> web.Application:
         app.router.add_route(method, path, handler, name=name)
     for method, path, handler in sim.ROUTES:
         app.router.add_route(method, path, handler)
+    login.setup(app)
     return app

@@ -1,0 +1,146 @@
+/*! LINE CRM tracking script. No dependencies.
+ * <script src="https://BOT/t/track.js" data-shop="SHOP_ID" async></script>
+ * Product pages: put data-lcrm-product-id="ID" on any element (or on this tag),
+ * or call lcrm("product_view", {product_id: "ID"}).
+ * Other events: lcrm("add_to_cart" | "checkout_started" | "purchase",
+ *   {product_id, quantity, cart_token, order_id, value}).
+ * Link buttons: <a data-lcrm-link>LINEで友だち追加・連携</a> (data-lcrm-link="code" for a chat code).
+ * Options on the tag: data-auto-page-view="false" turns off the automatic page_view.
+ */
+(function (w, d) {
+  "use strict";
+  var script = d.currentScript;
+  if (!script || (w.LineCrm && w.LineCrm.loaded)) return;
+  var shop = script.getAttribute("data-shop");
+  if (!shop) return;
+  var base = (script.getAttribute("data-endpoint") || new URL(script.src).origin).replace(/\/$/, "");
+  var endpoint = base + "/t/" + encodeURIComponent(shop) + "/events";
+  var COOKIE = "_lcrm_bid";
+  var MAX_AGE = 400 * 24 * 3600; // browsers cap cookies at 400 days
+  var ID_RE = /^[A-Za-z0-9_-]{16,64}$/;
+  var UTM_KEYS = ["source", "medium", "campaign", "term", "content"];
+  var PROPS = ["product_id", "cart_token", "order_id", "quantity", "value"];
+  var TYPES = { page_view: 1, product_view: 1, add_to_cart: 1, checkout_started: 1, purchase: 1 };
+  var pageViewSent = false;
+
+  function randomId() {
+    var bytes = new Uint8Array(16);
+    (w.crypto || w.msCrypto).getRandomValues(bytes);
+    var s = "";
+    for (var i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]);
+    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function readCookie(name) {
+    var parts = d.cookie ? d.cookie.split("; ") : [];
+    for (var i = 0; i < parts.length; i++) {
+      var eq = parts[i].indexOf("=");
+      if (parts[i].slice(0, eq) === name) return decodeURIComponent(parts[i].slice(eq + 1));
+    }
+    return null;
+  }
+
+  function browserId() {
+    var id = readCookie(COOKIE);
+    if (!id || !ID_RE.test(id)) id = randomId();
+    // First-party, long-lived, refreshed on every visit; Lax so it survives arriving from LINE.
+    d.cookie = COOKIE + "=" + id + "; Max-Age=" + MAX_AGE + "; Path=/; SameSite=Lax" +
+      (location.protocol === "https:" ? "; Secure" : "");
+    return id;
+  }
+
+  function httpUrl(value) {
+    return typeof value === "string" && /^https?:\/\/\S+$/.test(value) ? value.slice(0, 2048) : null;
+  }
+
+  function store() {
+    try { return w.sessionStorage; } catch (e) { return null; }
+  }
+
+  // UTM parameters of the landing page, kept for the session so later events carry them too.
+  function utm() {
+    var params = new URLSearchParams(location.search), found = {}, any = false;
+    for (var i = 0; i < UTM_KEYS.length; i++) {
+      var v = params.get("utm_" + UTM_KEYS[i]);
+      if (v) { found[UTM_KEYS[i]] = v.slice(0, 200); any = true; }
+    }
+    var s = store();
+    if (any) {
+      if (s) s.setItem("_lcrm_utm", JSON.stringify(found));
+      return found;
+    }
+    try { return s ? JSON.parse(s.getItem("_lcrm_utm") || "null") : null; } catch (e) { return null; }
+  }
+
+  function send(event) {
+    var body = JSON.stringify(event);
+    // A string body goes as text/plain: a "simple" CORS request, no preflight, survives page unload.
+    if (navigator.sendBeacon) {
+      try { if (navigator.sendBeacon(endpoint, body)) return; } catch (e) { /* fall through */ }
+    }
+    if (w.fetch) {
+      w.fetch(endpoint, { method: "POST", body: body, keepalive: true, mode: "cors", credentials: "omit",
+        headers: { "Content-Type": "text/plain" } }).catch(function () {});
+    }
+  }
+
+  function track(type, props) {
+    if (!TYPES[type]) return;
+    var url = httpUrl(location.href);
+    if (!url) return;
+    var event = { event_id: randomId(), browser_id: browserId(), type: type === "product_view" ? "page_view" : type, url: url };
+    props = props || {};
+    for (var i = 0; i < PROPS.length; i++) {
+      var v = props[PROPS[i]];
+      if (v !== undefined && v !== null && v !== "") event[PROPS[i]] = PROPS[i] === "quantity" || PROPS[i] === "value" ? Number(v) : String(v);
+    }
+    var u = utm();
+    if (u) event.utm = u;
+    if (event.type === "page_view") {
+      var ref = httpUrl(d.referrer);
+      if (ref) event.referrer = ref;
+      pageViewSent = true;
+    }
+    send(event);
+  }
+
+  function productOnPage() {
+    var own = script.getAttribute("data-lcrm-product-id");
+    if (own) return own;
+    var el = d.querySelector("[data-lcrm-product-id]");
+    return el ? el.getAttribute("data-lcrm-product-id") : null;
+  }
+
+  function linkUrl(kind) {
+    return base + "/l/" + encodeURIComponent(shop) + (kind === "code" ? "/code" : "") +
+      "?bid=" + encodeURIComponent(browserId()) + "&return=" + encodeURIComponent(location.href);
+  }
+
+  // Arrived from a link in LINE (our /l/ page bounced here): go back with this browser's ID.
+  function bounceBack() {
+    var params = new URLSearchParams(location.search), kind = params.get("lcrm_link");
+    if (kind !== "login" && kind !== "code") return false;
+    params.delete("lcrm_link");
+    var rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
+    location.replace(linkUrl(kind));
+    return true;
+  }
+
+  function onReady() {
+    if (bounceBack()) return;
+    var links = d.querySelectorAll("a[data-lcrm-link]");
+    for (var i = 0; i < links.length; i++) links[i].href = linkUrl(links[i].getAttribute("data-lcrm-link"));
+    if (!pageViewSent && script.getAttribute("data-auto-page-view") !== "false") {
+      var product = productOnPage();
+      track("page_view", product ? { product_id: product } : {});
+    }
+  }
+
+  var queued = (w.lcrm && w.lcrm.q) || [];
+  w.lcrm = function (type, props) { track(type, props); };
+  w.LineCrm = { loaded: true, track: track, browserId: browserId, linkUrl: linkUrl };
+  for (var q = 0; q < queued.length; q++) track(queued[q][0], queued[q][1]);
+  if (d.readyState === "loading") d.addEventListener("DOMContentLoaded", onReady);
+  else onReady();
+})(window, document);

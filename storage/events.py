@@ -1,0 +1,43 @@
+"""Browser events as received from the tracking script, unique by the client's event ID.
+
+`events`, `_id` = "<shop_id>:<event_id>": shop_id, event_id, browser_id, type
+(page_view | add_to_cart | checkout_started | purchase), url, product_id,
+referrer, utm {source, medium, campaign, term, content}, cart_token, order_id,
+quantity, value, received_at (stamped by the server, never the client's clock).
+
+A retried beacon carries the same event ID, so it is stored once and counted once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pymongo.errors import BulkWriteError
+
+from storage.database import Database, Document
+
+DUPLICATE_KEY = 11000
+
+
+def event_key(shop_id: str, event_id: str) -> str:
+    return f"{shop_id}:{event_id}"
+
+
+class EventRepository:
+    def __init__(self, database: Database) -> None:
+        self._events = database["events"]
+
+    async def insert_new(self, docs: Sequence[Document]) -> set[str]:
+        """Insert what is new in one round trip; returns the event IDs stored now (duplicates skipped)."""
+        if not docs:
+            return set()
+        try:
+            await self._events.insert_many(list(docs), ordered=False)
+        except BulkWriteError as exc:
+            errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
+            if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                raise
+            duplicates = {int(error["index"]) for error in errors}
+            return {doc["event_id"] for index, doc in enumerate(docs) if index not in duplicates}
+        return {doc["event_id"] for doc in docs}

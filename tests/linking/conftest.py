@@ -1,0 +1,71 @@
+"""Fixtures for the linking tests: a shop with a LINE Login channel and an allowed origin,
+linesim taught that login channel, and small builders for events."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import START, ShopHandle
+
+SHOP_ORIGIN = "https://shop.example"
+LOGIN_CHANNEL_ID = "1650000001"
+
+
+def browser_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def line_user_id() -> str:
+    return "U" + secrets.token_hex(16)
+
+
+def event(bid: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": secrets.token_urlsafe(16),
+        "browser_id": bid,
+        "type": "page_view",
+        "url": f"{SHOP_ORIGIN}/products/p1",
+        **fields,
+    }
+
+
+async def post_events(
+    client: TestClient[Any, Any], shop_id: str, body: Any, origin: str | None = SHOP_ORIGIN
+) -> aiohttp.ClientResponse:
+    headers = {"Content-Type": "text/plain;charset=UTF-8"}
+    if origin is not None:
+        headers["Origin"] = origin
+    data = body if isinstance(body, bytes | str) else __import__("json").dumps(body)
+    return await client.post(f"/t/{shop_id}/events", data=data, headers=headers)
+
+
+async def sim_call(linesim_url: str, method: str, path: str, body: Any) -> Any:
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, linesim_url + path, json=body) as response:
+            assert response.status < 300, await response.text()
+            return await response.json()
+
+
+@pytest.fixture
+async def shop(
+    client: TestClient[Any, Any], make_shop: Callable[..., Awaitable[ShopHandle]], linesim_url: str
+) -> ShopHandle:
+    """A shop with a LINE Login channel (known to linesim) whose pages live on SHOP_ORIGIN."""
+    secret = secrets.token_hex(16)
+    handle = await make_shop(line_login_channel_id=LOGIN_CHANNEL_ID, line_login_channel_secret=secret)
+    handle.login_secret = secret  # type: ignore[attr-defined]
+    response = await client.put(
+        f"/admin/api/v1/shops/{handle.shop_id}/settings/tracking",
+        json={"allowed_origins": [SHOP_ORIGIN]}, headers=handle.auth,
+    )
+    assert response.status == 200, await response.text()
+    await sim_call(linesim_url, "POST", "/_sim/login_channels",
+                   {"channel_id": LOGIN_CHANNEL_ID, "channel_secret": secret})
+    await sim_call(linesim_url, "PUT", "/_sim/login/clock", {"now": START.isoformat()})
+    return handle
