@@ -17,9 +17,13 @@ from bot.clock import Clock, SystemClock
 from bot.health import healthz
 from bot.line_client import LineClients
 from bot.middlewares import error_middleware
+from bot.redirect import setup_redirect
 from bot.settings import Settings, load_settings
 from bot.typedefs import BACKGROUND_TASKS, CLOCK, DATABASE, LINE, SETTINGS
+from bot.webhook import setup_webhook
+from linking import setup_linking
 from storage.lifecycle import open_database
+import scheduler.reminders  # noqa: F401,E402 - registers the reminder listeners (views, links, orders)
 
 log = logging.getLogger("linecrm.web")
 
@@ -69,4 +73,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.cleanup_ctx.append(_background_tasks_ctx)
     app.router.add_get("/healthz", healthz)
     setup_admin_api(app)
+    setup_redirect(app)
+    setup_webhook(app)
+    setup_linking(app)
     return app

@@ -20,6 +20,7 @@ from bot.clock import SystemClock, as_utc
 from bot.line_client import LineClients
 from bot.settings import Settings, SettingsError, load_settings
 from scheduler.jobs import JobContext, run_due_jobs
+import scheduler.reminders  # noqa: F401 - registers the reminders job and listeners
 from storage.lifecycle import open_database
 
 log = logging.getLogger("linecrm.scheduler")

@@ -1,0 +1,251 @@
+"""Browse reminders at scale: one run of the job over a seeded shop, against linesim's push rate limit.
+
+Seeds one shop (default 100,000 linked customers due now, 1,000,000 product
+views, 10,000 products) directly in the shapes the contracts give (the
+reminder state as the ingest listeners leave it), then runs the reminders job
+once — the code `python -m scheduler run-once` runs — with linesim in a child
+process limiting pushes to `--rate` per second. Prints the due-set selection
+time, carousels planned+built per second, database round trips per 1,000
+messages (a PyMongo CommandListener counts every command), sends per second
+÷ the rate limit, and the peak memory growth during the run.
+
+    .venv/bin/python -m bench.bench_reminders [--customers 100000] [--views 1000000] [--products 10000] [--rate 2000]
+
+The database is a fresh embedded SecantusDB in a temporary directory (or MONGODB_URI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import AsyncMongoClient, monitoring
+
+NOW = datetime(2026, 12, 10, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo, outside quiet hours
+
+
+class Commands(monitoring.CommandListener):
+    """Counts database round trips by command name."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.slow: Counter[str] = Counter()  # milliseconds per command name and collection
+        self.enabled = False
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.enabled:
+            self.counts[event.command_name] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if self.enabled:
+            self.slow[event.command_name] += event.duration_micros // 1000
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+async def seed(db: Any, args: argparse.Namespace, shop_id: str) -> None:
+    from storage.reminders import new_cycle
+    from storage.shop_settings import QuietHours, ReminderSettings, ShopSettingsRepository
+
+    rng = random.Random(7)
+    started = time.perf_counter()
+    await ShopSettingsRepository(db).put(shop_id, ReminderSettings(enabled=True, quiet_hours=QuietHours(enabled=False)),
+                                         NOW)
+    categories = [f"cat{i}" for i in range(50)]
+    products = []
+    for i in range(args.products):
+        stock = rng.choice([0, 1, 2, 5, 20, 100])
+        products.append({
+            "_id": f"{shop_id}:p{i}", "shop_id": shop_id, "product_id": f"p{i}",
+            "title": f"ベンチマーク商品 {i} オーガニックコットン ワンピース", "url": f"https://shop.example/products/p{i}",
+            "image_url": f"https://shop.example/img/p{i}.jpg", "image_urls": [], "price": rng.randrange(1000, 30000),
+            "sale_price": None, "category": rng.choice(categories), "tags": [f"tag{rng.randrange(200)}"],
+            "published": rng.random() > 0.05, "track_inventory": True, "continue_selling": False,
+            "variants": [{"id": "v1", "title": "F", "price": None, "stock": stock}], "total_stock": stock,
+            "sold_count": rng.randrange(0, 1000), "created_at": NOW, "updated_at": NOW,
+        })
+    for chunk in range(0, len(products), 1000):
+        await db["products"].insert_many(products[chunk:chunk + 1000], ordered=False)
+    for doc in products:
+        doc["available"] = doc["published"] and doc["total_stock"] > 0
+    await db["products"].update_many({"shop_id": shop_id, "total_stock": {"$gt": 0}, "published": True},
+                                     {"$set": {"available": True}})
+    await db["products"].update_many({"shop_id": shop_id, "available": {"$ne": True}}, {"$set": {"available": False}})
+    per_customer = max(1, args.views // args.customers)
+    anchor = NOW - timedelta(days=3, minutes=5)
+    for start in range(0, args.customers, 1000):
+        customers, views = [], []
+        for n in range(start, min(start + 1000, args.customers)):
+            user = f"U{n:032x}"
+            cycle = new_cycle(anchor, anchor + timedelta(days=3), anchor)
+            customers.append({
+                "_id": f"{shop_id}:{user}", "shop_id": shop_id, "line_user_id": user, "friend": True, "blocked": False,
+                "opted_out": False, "tags": [], "linked": True, "browser_ids": [f"b{n}"],
+                "totals": {"purchase_count": 0, "total_spend": 0, "first_seen_at": anchor, "last_purchase_at": None},
+                "reminder": cycle, "created_at": anchor,
+            })
+            for pid in rng.sample(range(args.products), min(per_customer, args.products)):
+                views.append({
+                    "_id": f"{shop_id}:b{n}:p{pid}", "shop_id": shop_id, "browser_id": f"b{n}", "product_id": f"p{pid}",
+                    "line_user_id": user, "count": rng.randrange(1, 6), "first_viewed_at": anchor,
+                    "last_viewed_at": anchor + timedelta(minutes=rng.randrange(60)),
+                })
+        await db["customers"].insert_many(customers, ordered=False)
+        await db["product_views"].insert_many(views, ordered=False)
+        if start % 20000 == 0:
+            print(f"  seeded {start + len(customers):,} customers ({time.perf_counter() - started:.0f}s)", flush=True)
+    print(f"seeded {args.customers:,} customers, {args.customers * per_customer:,} views, {args.products:,} products "
+          f"in {time.perf_counter() - started:.0f}s", flush=True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    from bot.line_client import LineClients
+    from bot.settings import Settings
+    from linesim.client import SimClient
+    from scheduler.jobs import JobContext
+    from scheduler.reminders.engine import EngineConfig, run_reminders
+    from scheduler.reminders.plan import Planner
+    from storage.database import Database
+    from storage.embedded import free_port, server_command
+    from storage.reminders import ReminderStateRepository
+    from storage.shops import LineCredentials, ShopRepository
+
+    children: list[subprocess.Popen[bytes]] = []
+    tmp = tempfile.mkdtemp(prefix="bench-reminders-")
+    try:
+        uri = os.environ.get("MONGODB_URI")
+        if not uri:
+            port = free_port()
+            children.append(subprocess.Popen(
+                [*server_command(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", f"{tmp}/db",
+                 "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_port(port)
+            uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        sim_port = free_port()
+        children.append(subprocess.Popen([sys.executable, "-m", "linesim", "--port", str(sim_port)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(sim_port)
+        sim_url = f"http://127.0.0.1:{sim_port}"
+
+        listener = Commands()
+        client: AsyncMongoClient[Any] = AsyncMongoClient(uri, tz_aware=True, event_listeners=[listener])
+        database = Database(client=client, db=client["bench_" + secrets.token_hex(4)])
+        await database.ensure_indexes()
+        shop, _ = await ShopRepository(database).create(
+            name="bench", timezone="Asia/Tokyo", line=LineCredentials("secret", "tok-" + secrets.token_hex(8)), now=NOW)
+        await seed(database, args, shop.shop_id)
+
+        repo = ReminderStateRepository(database)
+        timings = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            await repo.due_ids(NOW, datetime.now(UTC), None, [], 500)
+            timings.append(time.perf_counter() - t0)
+        print(f"due-set selection (first 500 of {args.customers:,} due, indexed): "
+              f"{min(timings) * 1000:.1f} ms best, {sorted(timings)[2] * 1000:.1f} ms median")
+
+        listener.enabled = True
+        sample = [doc async for doc in database["customers"].find({"shop_id": shop.shop_id}).limit(2000)]
+        planner = Planner(database, "https://bot.example")
+        t0 = time.perf_counter()
+        built = 0
+        for i in range(0, len(sample), 500):
+            built += sum(1 for p in await planner.plan(sample[i:i + 500], NOW) if p.message is not None)
+        elapsed = time.perf_counter() - t0
+        print(f"carousels planned and built (batch loads + decisions + Flex): {built / elapsed:,.0f}/s "
+              f"({built} in {elapsed:.2f}s; database ms by command {dict(listener.slow.most_common(4))})")
+        listener.enabled = False
+        listener.slow.clear()
+
+        async with SimClient(sim_url) as sim:
+            await sim.config(rate_limits={"push": args.rate})
+        settings = Settings(mongodb_uri=uri, line_api_base=sim_url, public_base_url="https://bot.example",
+                            line_timeout_seconds=10)
+        line = LineClients(sim_url, timeout=10)
+        ctx = JobContext(database=database, line=line, settings=settings, worker_id="bench")
+        base_rss, peak = rss_mb(), [rss_mb()]
+        stop = asyncio.Event()
+
+        async def sample_rss() -> None:
+            while not stop.is_set():
+                peak.append(rss_mb())
+                await asyncio.sleep(0.2)
+
+        sampler = asyncio.create_task(sample_rss())
+        listener.counts.clear()
+        listener.enabled = True
+        t0 = time.perf_counter()
+        summary = await run_reminders(ctx, NOW, None, EngineConfig(send_rate=args.rate, concurrency=args.concurrency))
+        elapsed = time.perf_counter() - t0
+        listener.enabled = False
+        stop.set()
+        await sampler
+        await line.close()
+        sent = summary.get("sent", 0)
+        trips = sum(listener.counts.values())
+        print(f"run: {summary}")
+        print(f"sent {sent:,} pushes in {elapsed:.1f}s = {sent / elapsed:,.0f}/s; "
+              f"÷ rate limit {args.rate}/s = {sent / elapsed / args.rate:.1%}")
+        print(f"database round trips: {trips:,} = {trips / max(sent, 1) * 1000:.1f} per 1,000 messages "
+              f"({dict(listener.counts.most_common())})")
+        print(f"database time by command (ms): {dict(listener.slow.most_common())}")
+        print(f"peak memory: +{max(peak) - base_rss:.0f} MB over {base_rss:.0f} MB during the run")
+        await client.drop_database(database.db.name)
+        await client.close()
+    finally:
+        for child in children:
+            child.terminate()
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_reminders")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--views", type=int, default=1_000_000)
+    parser.add_argument("--products", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=2_000, help="linesim's push limit per second (LINE: 2,000)")
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    asyncio.run(main(args))
+
+
+if __name__ == "__main__":
+    cli()

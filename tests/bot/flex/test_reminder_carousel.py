@@ -1,0 +1,82 @@
+"""The reminder carousel builder: content, labels, coupon, and LINE's size limits at build time."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from linebot.v3.messaging import Message
+
+from bot.flex.reminder import ProductCard, build_reminder_carousel, truncate, yen
+from bot.line_limits import MAX_ALT_TEXT, MAX_CAROUSEL_BYTES, utf16_len
+from storage.shop_settings import ReminderStep
+
+
+def card(i: int = 0, **fields: Any) -> ProductCard:
+    base = {"title": f"商品{i}", "url": f"https://bot.example/r/{'a' * 32}-{i}", "price": 12800,
+            "image_url": f"https://shop.example/img/{i}.jpg", "total_stock": 50}
+    return ProductCard(**{**base, **fields})
+
+
+def texts(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["text"]] if node.get("type") == "text" else []
+        return found + [t for v in node.values() for t in texts(v)]
+    if isinstance(node, list):
+        return [t for v in node for t in texts(v)]
+    return []
+
+
+def test_bubble_content_and_prices() -> None:
+    step = ReminderStep(delay_days=3, title="今週の注目商品🌟", label="おすすめ")
+    message = build_reminder_carousel([card(0), card(1, sale_price=9800)], step)
+    assert message["type"] == "flex" and message["altText"] == step.alt_text
+    first, second = message["contents"]["contents"]
+    assert {"今週の注目商品🌟", "商品0", "¥12,800", "おすすめ"} <= set(texts(first))
+    assert {"¥9,800", "¥12,800"} <= set(texts(second))
+    assert first["footer"]["contents"][0]["action"] == {"type": "uri", "label": "商品を見る",
+                                                       "uri": f"https://bot.example/r/{'a' * 32}-0"}
+    assert first["hero"]["url"] == "https://shop.example/img/0.jpg"
+    Message.from_dict(message)  # the SDK accepts it
+
+
+def test_low_stock_label_only_when_stock_is_low_but_not_zero() -> None:
+    step = ReminderStep(delay_days=3, low_stock_threshold=3, low_stock_label="残りわずか!")
+    message = build_reminder_carousel([card(0, total_stock=3), card(1, total_stock=4), card(2, total_stock=None)],
+                                      step)
+    labels = [texts(b["body"]["contents"][0]) for b in message["contents"]["contents"]]
+    assert labels == [["残りわずか!"], ["おすすめ"], ["おすすめ"]]
+
+
+def test_coupon_block_only_on_steps_with_a_coupon() -> None:
+    plain = build_reminder_carousel([card()], ReminderStep(delay_days=3))
+    coupon = build_reminder_carousel([card()], ReminderStep(delay_days=14, coupon_code="SAVE10", coupon_text="10%OFF"))
+    assert "SAVE10" not in json.dumps(plain)
+    assert {"SAVE10", "10%OFF"} <= set(texts(coupon))
+
+
+def test_refuses_too_many_or_no_bubbles() -> None:
+    with pytest.raises(ValueError):
+        build_reminder_carousel([card(i) for i in range(13)], ReminderStep(delay_days=3))
+    with pytest.raises(ValueError):
+        build_reminder_carousel([], ReminderStep(delay_days=3))
+
+
+def test_long_names_and_many_products_stay_within_limits() -> None:
+    long_name = "超ロングセラー🌟" * 200
+    huge_image = "https://shop.example/" + "i" * 1900
+    step = ReminderStep(delay_days=14, title="🌟" * 50, coupon_code="C" * 50, coupon_text="あ" * 100,
+                        alt_text="通" * 1500)
+    message = build_reminder_carousel([card(i, title=long_name, image_url=huge_image) for i in range(12)], step)
+    carousel = message["contents"]
+    size = len(json.dumps(carousel, ensure_ascii=False, separators=(",", ":")).encode())
+    assert size <= MAX_CAROUSEL_BYTES and 1 <= len(carousel["contents"]) <= 12
+    assert utf16_len(message["altText"]) <= MAX_ALT_TEXT
+    name = texts(carousel["contents"][0])[2]
+    assert name.endswith("…") and utf16_len(name) <= 80
+
+
+def test_helpers() -> None:
+    assert yen(1234567) == "¥1,234,567" and yen(0) == "¥0"
+    assert truncate("🌟🌟🌟", 4) == "🌟…" and truncate("abc", 3) == "abc"

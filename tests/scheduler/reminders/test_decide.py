@@ -1,0 +1,92 @@
+"""The per-customer rules: stop, suppress, skip with a reason, postpone, send."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from scheduler.reminders.choice import Candidates, ViewStat
+from scheduler.reminders.decide import CustomerFacts, decide
+from storage.shop_settings import QuietHours, ReminderSettings
+
+ANCHOR = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 Tokyo
+DAY = timedelta(days=1)
+PRODUCTS = {"p1": {"product_id": "p1", "published": True, "track_inventory": True, "continue_selling": False,
+                   "total_stock": 5}}
+VIEWS = [ViewStat("p1", 2, ANCHOR)]
+
+
+def customer(**fields: Any) -> dict[str, Any]:
+    reminder = {"status": "active", "cycle_id": "c1", "cycle_started_at": ANCHOR, "next_step": 0, "steps_sent": []}
+    reminder.update(fields.pop("reminder", {}))
+    return {"shop_id": "s", "line_user_id": "U1", "friend": True, "blocked": False, "opted_out": False,
+            "linked": True, "totals": {}, "reminder": reminder, **fields}
+
+
+def run(cust: dict[str, Any], now: datetime, orders: list[dict[str, Any]] | None = None,
+        settings: ReminderSettings | None = None, views: list[ViewStat] = VIEWS):
+    settings = settings or ReminderSettings(enabled=True, quiet_hours=QuietHours(enabled=False))
+    return decide(CustomerFacts(cust, views, orders or []), settings, "Asia/Tokyo", PRODUCTS, Candidates(), now)
+
+
+def test_send_first_step_and_advance() -> None:
+    d = run(customer(), ANCHOR + 3 * DAY)
+    assert d.kind == "send" and d.step == 0 and [s.product_id for s in d.choice.shown] == ["p1"]
+    assert d.state["next_step"] == 1 and d.state["next_due_at"] == ANCHOR + 7 * DAY and d.state["status"] == "active"
+
+
+def test_last_step_completes_cycle() -> None:
+    d = run(customer(reminder={"next_step": 2, "steps_sent": [0, 1]}), ANCHOR + 14 * DAY)
+    assert d.kind == "send" and d.step == 2 and d.state["status"] == "done" and d.state["next_due_at"] is None
+
+
+def test_not_due_waits() -> None:
+    d = run(customer(), ANCHOR + 2 * DAY)
+    assert d.kind == "wait" and d.state == {"next_due_at": ANCHOR + 3 * DAY}
+
+
+def test_purchase_after_start_stops() -> None:
+    d = run(customer(), ANCHOR + 3 * DAY, orders=[{"ordered_at": ANCHOR + DAY, "items": []}])
+    assert d.kind == "stop" and d.state["status"] == "stopped"
+
+
+def test_recent_purchase_before_start_skips() -> None:
+    d = run(customer(), ANCHOR + 3 * DAY, orders=[{"ordered_at": ANCHOR - 5 * DAY, "items": [{"product_id": "x"}]}])
+    assert (d.kind, d.reason, d.step) == ("skip", "recent_purchase", 0)
+    assert d.state["next_step"] == 1
+
+
+def test_old_purchase_only_excludes_the_product() -> None:
+    d = run(customer(), ANCHOR + 3 * DAY, orders=[{"ordered_at": ANCHOR - 30 * DAY, "items": [{"product_id": "p1"}]}])
+    assert (d.kind, d.reason) == ("skip", "no_products")
+    assert d.choice.excluded[0].reason == "bought_recently"
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"blocked": True}, "blocked"), ({"opted_out": True}, "opted_out"), ({"friend": False}, "not_friend"),
+    ({"linked": False}, "not_linked"),
+])
+def test_unreachable_skips(fields: dict[str, Any], reason: str) -> None:
+    d = run(customer(**fields), ANCHOR + 3 * DAY)
+    assert (d.kind, d.reason) == ("skip", reason)
+
+
+def test_quiet_hours_postpone_to_window_end() -> None:
+    settings = ReminderSettings(enabled=True)  # 21:00-09:00 Tokyo
+    night = datetime(2026, 12, 4, 14, 0, tzinfo=UTC)  # 23:00 Tokyo, step 1 due since 10:00
+    d = run(customer(), night, settings=settings)
+    assert d.kind == "postpone" and d.due_at == datetime(2026, 12, 5, 0, 0, tzinfo=UTC)
+    assert d.state == {"next_due_at": d.due_at}
+
+
+def test_linked_late_sends_only_latest_step() -> None:
+    d = run(customer(), ANCHOR + 8 * DAY)
+    assert d.kind == "send" and d.step == 1 and d.superseded == (0,)
+    assert d.state["steps_sent"] == [0, 1]
+
+
+def test_disabled_ends_cycle_and_inactive_clears() -> None:
+    assert run(customer(), ANCHOR + 3 * DAY, settings=ReminderSettings(enabled=False)).kind == "disabled"
+    assert run(customer(reminder={"status": "done"}), ANCHOR + 3 * DAY).kind == "inactive"
