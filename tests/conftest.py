@@ -22,7 +22,10 @@ from bot.settings import Settings
 from storage.embedded import free_port, server_command
 
 OPERATOR_TOKEN = "operator-test-token"
-START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo
+# 10:00 in Tokyo. Far in the future on purpose: TTL indexes purge by the database
+# server's real clock, so times from the test clock must never be in the real past.
+# 2037 has the same calendar (weekdays, DST dates) as 2026, where the scenarios were written.
+START = datetime(2037, 12, 1, 1, 0, tzinfo=UTC)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:

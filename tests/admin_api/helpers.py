@@ -32,7 +32,7 @@ def order(order_id: str = "o-1", **fields: Any) -> dict[str, Any]:
         "items": [{"product_id": "p1", "variant_id": "v1", "quantity": 2, "price": 3000}],
         "total": 6000,
         "status": "paid",
-        "ordered_at": "2026-11-30T10:00:00+09:00",
+        "ordered_at": "2037-11-30T10:00:00+09:00",
         **fields,
     }
 

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from bot.typedefs import DATABASE
 
 SHOP = "shp_x"
-AT = datetime(2026, 11, 1, tzinfo=UTC)
+AT = datetime(2037, 11, 1, tzinfo=UTC)
 
 
 def stages(plan: Any) -> set[str]:

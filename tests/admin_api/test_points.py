@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient
 from storage.points import replay_lots, soonest_expiring
 from tests.admin_api.helpers import BASE, count, error, ok
 
-D = datetime(2026, 1, 1, tzinfo=UTC)
+D = datetime(2037, 1, 1, tzinfo=UTC)
 
 
 def entry(i: int, delta: int, expires: datetime | None = None) -> dict[str, Any]:
@@ -34,18 +34,18 @@ async def post(client: TestClient[Any, Any], shop: Any, **body: Any) -> Any:
 
 async def test_ledger_is_idempotent_and_summarises(client: TestClient[Any, Any], make_shop: Any) -> None:
     shop = await make_shop()
-    earn = {"transaction_id": "t1", "type": "earn", "amount": 500, "expires_at": "2027-03-31T15:00:00Z"}
+    earn = {"transaction_id": "t1", "type": "earn", "amount": 500, "expires_at": "2038-03-31T15:00:00Z"}
     assert (await ok(await post(client, shop, **earn), 201))["balance"] == 500
     assert (await ok(await post(client, shop, **earn), 200))["balance"] == 500
     conflict = await error(await post(client, shop, **{**earn, "amount": 600}), 409)
     assert conflict["field"] == "transaction_id"
-    await ok(await post(client, shop, transaction_id="t2", type="earn", amount=200, expires_at="2027-01-31T15:00:00Z"), 201)
+    await ok(await post(client, shop, transaction_id="t2", type="earn", amount=200, expires_at="2038-01-31T15:00:00Z"), 201)
     used = await ok(await post(client, shop, transaction_id="t3", type="use", amount=250), 201)
     assert used["balance"] == 450
     assert (await error(await post(client, shop, transaction_id="t4", type="use", amount=451), 409))["field"] == "amount"
     summary = await ok(await client.get(f"{BASE}/{shop.shop_id}/customers/U1/points", headers=shop.auth))
     assert summary == {"line_user_id": "U1", "balance": 450, "soonest_expiring_amount": 450,
-                       "soonest_expiry_at": "2027-03-31T15:00:00Z"}
+                       "soonest_expiry_at": "2038-03-31T15:00:00Z"}
     customer = await ok(await client.get(f"{BASE}/{shop.shop_id}/customers/U1", headers=shop.auth))
     assert customer["points"]["balance"] == 450
     history = await ok(await client.get(f"{BASE}/{shop.shop_id}/customers/U1/points/history",
@@ -75,11 +75,11 @@ async def test_concurrent_posts_never_miscount(client: TestClient[Any, Any], mak
     [
         ({"transaction_id": "x", "type": "earn", "amount": -5}, "amount"),
         ({"transaction_id": "x", "type": "adjust", "amount": 0}, "amount"),
-        ({"transaction_id": "x", "type": "use", "amount": 5, "expires_at": "2027-01-01T00:00:00Z"}, "expires_at"),
+        ({"transaction_id": "x", "type": "use", "amount": 5, "expires_at": "2038-01-01T00:00:00Z"}, "expires_at"),
         ({"transaction_id": "x", "type": "gift", "amount": 5}, "type"),
         ({"transaction_id": "x", "type": "earn", "amount": "5"}, "amount"),
         ({"transaction_id": "x", "type": "earn", "amount": 5, "customer_id": "c1"}, "line_user_id"),
-        ({"transaction_id": "x", "type": "earn", "amount": 5, "expires_at": "2027-01-01"}, "expires_at"),
+        ({"transaction_id": "x", "type": "earn", "amount": 5, "expires_at": "2038-01-01"}, "expires_at"),
     ],
 )
 async def test_bad_transactions_store_nothing(

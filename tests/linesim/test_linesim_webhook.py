@@ -42,7 +42,7 @@ SECRET = "0123456789abcdef0123456789abcdef"
 def test_factories_are_complete_per_webhook_yml() -> None:
     events = [webhook.follow_event(USER), webhook.unfollow_event(USER),
               webhook.text_message_event(USER, "こんにちは"),
-              webhook.postback_event(USER, "a=1", {"datetime": "2026-01-01T10:00"}),
+              webhook.postback_event(USER, "a=1", {"datetime": "2037-01-01T10:00"}),
               webhook.account_link_event(USER, "n" * 16), webhook.account_link_event(USER, "n" * 16, "failed")]
     for event in events:
         assert validate_event(event) == [], event

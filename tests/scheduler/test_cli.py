@@ -18,19 +18,19 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 def test_run_once_prints_a_json_summary(settings: Any) -> None:
     env = {**os.environ, "MONGODB_URI": settings.mongodb_uri, "MONGODB_DB": settings.mongodb_db,
            "LINE_API_BASE": settings.line_api_base}
-    result = run_cli("run-once", "--now", "2026-12-01T10:00:00+09:00", env=env)
+    result = run_cli("run-once", "--now", "2037-12-01T10:00:00+09:00", env=env)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["now"] == "2026-12-01T01:00:00+00:00"
+    assert summary["now"] == "2037-12-01T01:00:00+00:00"
     assert isinstance(summary["jobs"], dict)
 
 
 def test_run_once_refuses_a_naive_time(settings: Any) -> None:
     env = {**os.environ, "MONGODB_URI": settings.mongodb_uri}
-    result = run_cli("run-once", "--now", "2026-12-01T10:00:00", env=env)
+    result = run_cli("run-once", "--now", "2037-12-01T10:00:00", env=env)
     assert result.returncode == 2 and "offset" in result.stderr
 
 
 def test_bad_environment_is_named(settings: Any) -> None:
-    result = run_cli("run-once", "--now", "2026-12-01T10:00:00+09:00", env={**os.environ, "PORT": "x"})
+    result = run_cli("run-once", "--now", "2037-12-01T10:00:00+09:00", env={**os.environ, "PORT": "x"})
     assert result.returncode == 2 and "PORT" in result.stderr

@@ -13,7 +13,7 @@ from bot.flex.points import PointsView, points_message
 from bot.line_limits import utf16_len
 from linesim.validation import validate_request
 
-AT = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+AT = datetime(2037, 12, 1, 1, 0, tzinfo=UTC)
 
 
 def _valid(message: dict[str, object]) -> None:
@@ -62,4 +62,4 @@ def test_limits_are_enforced_at_build_time() -> None:
 def test_clip_counts_utf16_and_dates_use_the_shop_time_zone() -> None:
     clipped = clip("😀" * 30, 21)
     assert utf16_len(clipped) <= 21 and clipped.endswith("…")
-    assert jp_date(datetime(2026, 12, 1, 16, 0, tzinfo=UTC), "Asia/Tokyo") == "2026年12月2日(水)"
+    assert jp_date(datetime(2037, 12, 1, 16, 0, tzinfo=UTC), "Asia/Tokyo") == "2037年12月2日(水)"

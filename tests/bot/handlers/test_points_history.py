@@ -50,17 +50,17 @@ async def test_points_tap_shows_balance_expiry_and_rank(
     await _admin(client, shop, "PUT", "/settings/messaging", {"shop_url": "https://shop.example.jp/"})
     await _admin(client, shop, "POST", "/points/transactions", {
         "transaction_id": "t1", "line_user_id": USER, "type": "earn", "amount": 1200,
-        "expires_at": "2027-03-31T23:59:00+09:00"})
+        "expires_at": "2038-03-31T23:59:00+09:00"})
     await _admin(client, shop, "POST", "/points/transactions", {
         "transaction_id": "t2", "line_user_id": USER, "type": "earn", "amount": 300,
-        "expires_at": "2027-01-15T23:59:00+09:00"})
+        "expires_at": "2038-01-15T23:59:00+09:00"})
     await _admin(client, shop, "PATCH", f"/customers/{USER}", {"rank": "ゴールド"})
 
     await play({"type": "postback", "user_id": USER, "data": build("points")})
     message = await _last_reply(sim)
     assert message["type"] == "flex" and message["altText"] == "現在のポイント: 1,500pt"
     texts = _texts(message["contents"])
-    assert "1,500pt" in texts and "300pt" in texts and "2027年1月15日(金)" in texts and "ゴールド" in texts
+    assert "1,500pt" in texts and "300pt" in texts and "2038年1月15日(金)" in texts and "ゴールド" in texts
     assert message["contents"]["footer"]["contents"][0]["action"]["uri"] == "https://shop.example.jp/"
 
 
@@ -78,9 +78,9 @@ async def test_history_shows_recent_orders_newest_first(
         "price": 3980, "published": True, "track_inventory": False, "continue_selling": True,
         "variants": [{"id": "v1", "stock": 5}]})
     orders = [
-        ("o-old", "2026-07-01T10:00:00+09:00", "paid"),  # older than 3 months: not shown
-        ("o-1", "2026-10-02T10:00:00+09:00", "paid"),
-        ("o-2", "2026-11-20T18:30:00+09:00", "refunded"),
+        ("o-old", "2037-07-01T10:00:00+09:00", "paid"),  # older than 3 months: not shown
+        ("o-1", "2037-10-02T10:00:00+09:00", "paid"),
+        ("o-2", "2037-11-20T18:30:00+09:00", "refunded"),
     ]
     for order_id, at, status in orders:
         await _admin(client, shop, "POST", "/orders", {
@@ -92,9 +92,9 @@ async def test_history_shows_recent_orders_newest_first(
     bubbles = message["contents"]["contents"]
     assert message["contents"]["type"] == "carousel" and len(bubbles) == 2
     newest = _texts(bubbles[0])
-    assert "2026年11月20日(金)" in newest and "返金済み" in newest and "¥8,460" in newest and "3点" in newest
+    assert "2037年11月20日(金)" in newest and "返金済み" in newest and "¥8,460" in newest and "3点" in newest
     assert "・オーガニックコットンTシャツ ×2" in newest and "・gone ×1" in newest
-    assert "2026年10月2日(金)" in _texts(bubbles[1])
+    assert "2037年10月2日(金)" in _texts(bubbles[1])
 
 
 async def test_history_without_orders_is_a_short_text(play: Play, sim: SimClient) -> None:

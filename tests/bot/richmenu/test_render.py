@@ -58,9 +58,9 @@ def test_rich_menu_object_is_valid_for_line() -> None:
         RichMenuButton(label="ポイント確認", action="points"),
         RichMenuButton(label="ショップへ", action="url", url="https://shop.example.jp/"),
     ])
-    body = rich_menu_object(settings, "shp_1", "20261201T010000")
+    body = rich_menu_object(settings, "shp_1", "20371201T010000")
     assert validate_request("RichMenuRequest", body) == []
-    assert body["name"] == "linecrm:shp_1:20261201T010000" and body["chatBarText"] == "メニュー"
+    assert body["name"] == "linecrm:shp_1:20371201T010000" and body["chatBarText"] == "メニュー"
     first, second = body["areas"]
     assert parse(first["action"]["data"]).action == "points" and first["action"]["displayText"] == "ポイント確認"
     assert second["action"] == {"type": "uri", "label": "ショップへ", "uri": "https://shop.example.jp/"}

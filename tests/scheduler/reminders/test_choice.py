@@ -7,7 +7,7 @@ from typing import Any
 
 from scheduler.reminders.choice import Candidates, ViewStat, choose_products, merge_views
 
-T0 = datetime(2026, 12, 1, tzinfo=UTC)
+T0 = datetime(2037, 12, 1, tzinfo=UTC)
 
 
 def product(pid: str, **fields: Any) -> dict[str, Any]:

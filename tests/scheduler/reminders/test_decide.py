@@ -11,7 +11,7 @@ from scheduler.reminders.choice import Candidates, ViewStat
 from scheduler.reminders.decide import CustomerFacts, decide
 from storage.shop_settings import QuietHours, ReminderSettings
 
-ANCHOR = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 Tokyo
+ANCHOR = datetime(2037, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 Tokyo
 DAY = timedelta(days=1)
 PRODUCTS = {"p1": {"product_id": "p1", "published": True, "track_inventory": True, "continue_selling": False,
                    "total_stock": 5}}
@@ -75,9 +75,9 @@ def test_unreachable_skips(fields: dict[str, Any], reason: str) -> None:
 
 def test_quiet_hours_postpone_to_window_end() -> None:
     settings = ReminderSettings(enabled=True)  # 21:00-09:00 Tokyo
-    night = datetime(2026, 12, 4, 14, 0, tzinfo=UTC)  # 23:00 Tokyo, step 1 due since 10:00
+    night = datetime(2037, 12, 4, 14, 0, tzinfo=UTC)  # 23:00 Tokyo, step 1 due since 10:00
     d = run(customer(), night, settings=settings)
-    assert d.kind == "postpone" and d.due_at == datetime(2026, 12, 5, 0, 0, tzinfo=UTC)
+    assert d.kind == "postpone" and d.due_at == datetime(2037, 12, 5, 0, 0, tzinfo=UTC)
     assert d.state == {"next_due_at": d.due_at}
 
 

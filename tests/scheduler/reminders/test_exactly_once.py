@@ -53,7 +53,7 @@ async def test_dry_run_explains_without_sending_or_claiming(world: World) -> Non
                                      params={"line_user_id": "Unobody"}, headers=world.shop.auth)
     assert missing.status == 404 and (await missing.json())["error"]["field"] == "line_user_id"
     bad = await world.client.get(f"/admin/api/v1/shops/{world.shop.shop_id}/reminders/dry-run",
-                                 params={"line_user_id": user, "at": "2026-12-01T10:00:00"}, headers=world.shop.auth)
+                                 params={"line_user_id": user, "at": "2037-12-01T10:00:00"}, headers=world.shop.auth)
     assert bad.status == 422 and (await bad.json())["error"]["field"] == "at"
 
 

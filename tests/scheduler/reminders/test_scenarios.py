@@ -50,7 +50,7 @@ async def test_view_then_reminder_with_labels_then_purchase_stops(world: World) 
         assert (await world.run(START + days(later))).get("sent", 0) == 0
     assert len(await world.pushes(U1)) == 1
 
-    report = await world.report(**{"from": "2026-12-01", "to": "2026-12-31"})
+    report = await world.report(**{"from": "2037-12-01", "to": "2037-12-31"})
     step1 = report["steps"][0]
     assert step1 == {"step": 1, "targeted": 1, "sent": 1, "skipped": {}, "failed": 0, "clicks": 1,
                      "conversions": 1, "revenue": 12800}
@@ -80,13 +80,13 @@ async def test_quiet_hours_postpone_to_the_morning(world: World) -> None:
     await world.settings()
     await world.product("p1")
     await world.customer(U1)
-    night_view = datetime(2026, 12, 1, 13, 30, tzinfo=UTC)  # 22:30 in Tokyo
+    night_view = datetime(2037, 12, 1, 13, 30, tzinfo=UTC)  # 22:30 in Tokyo
     await world.view(U1, "p1", night_view)
     summary = await world.run(night_view + days(3))
     assert summary["postpone"] == 1 and await world.pushes(U1) == []
-    assert (await world.reminder(U1))["next_due_at"] == datetime(2026, 12, 5, 0, 0, tzinfo=UTC)  # 09:00 Tokyo
-    assert (await world.run(datetime(2026, 12, 4, 23, 59, tzinfo=UTC))).get("sent", 0) == 0
-    assert (await world.run(datetime(2026, 12, 5, 0, 0, tzinfo=UTC)))["sent"] == 1
+    assert (await world.reminder(U1))["next_due_at"] == datetime(2037, 12, 5, 0, 0, tzinfo=UTC)  # 09:00 Tokyo
+    assert (await world.run(datetime(2037, 12, 4, 23, 59, tzinfo=UTC))).get("sent", 0) == 0
+    assert (await world.run(datetime(2037, 12, 5, 0, 0, tzinfo=UTC)))["sent"] == 1
 
 
 async def test_suppression_and_skips_are_recorded_with_reasons(world: World) -> None:
