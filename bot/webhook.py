@@ -31,6 +31,7 @@ from bot.handlers import build_router
 from bot.line_client import LineClients
 from bot.router import EventContext, Router
 from bot.settings import Settings
+from bot.tasks import spawn
 from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS
 from storage.database import Database, Document
 from storage.shops import Shop, ShopRepository
@@ -106,8 +107,6 @@ async def receive(request: web.Request) -> web.Response:
     clock = app[CLOCK]
     stored = await WebhookEventRepository(db).store(shop_id, events, clock.now())
     if stored.new:
-        from bot.app import spawn  # bot.app imports this module
-
         spawn(app, handle_events(db, app[LINE], app[SETTINGS], shop, stored.new, stored.claim, clock.now))
     if stored.duplicates:
         log.info("shop %s: %d duplicate/redelivered event(s) ignored", shop_id, stored.duplicates)

@@ -19,8 +19,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.clock import SystemClock, as_utc
 from bot.line_client import LineClients
 from bot.settings import Settings, SettingsError, load_settings
+from scheduler import reminders  # noqa: F401 - registers the reminders job and listeners
 from scheduler.jobs import JobContext, run_due_jobs
-import scheduler.reminders  # noqa: F401 - registers the reminders job and listeners
 from storage.lifecycle import open_database
 
 log = logging.getLogger("linecrm.scheduler")
