@@ -82,7 +82,7 @@ async def test_admin_import_route(client: TestClient[Any, Any], shop: ShopHandle
     assert await response.json() == {"browser_id": bid, "line_user_id": user, "status": "linked",
                                       "previous_line_user_id": None}
     for bad, field in (({"browser_id": bid, "line_user_id": "not-a-line-id"}, "line_user_id"),
-                       ({"browser_id": "x", "line_user_id": user}, "browser_id"),
+                       ({"browser_id": "bad id!", "line_user_id": user}, "browser_id"),
                        ({"browser_id": bid, "line_user_id": user, "extra": 1}, "extra")):
         refused = await client.post(url, json=bad, headers=shop.auth)
         assert refused.status == 422 and (await refused.json())["error"]["field"] == field

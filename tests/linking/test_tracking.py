@@ -61,7 +61,7 @@ async def test_batch_and_retries_count_each_view_once(client: TestClient[Any, An
         ({"type": "page_view"}, 422, "event_id"),
         ("event:type=teleport", 422, "type"),
         ("event:url=javascript:alert(1)", 422, "url"),
-        ("event:browser_id=x", 422, "browser_id"),
+        ("event:browser_id=no spaces", 422, "browser_id"),
         ("event:received_at=2020-01-01T00:00:00Z", 422, "received_at"),
         ("event:quantity=0", 422, "quantity"),
         ("batch:21", 422, None),
