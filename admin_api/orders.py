@@ -12,7 +12,7 @@ from admin_api.models import Identifier, StrictModel
 from admin_api.products import Limit, Yen, path_id
 from admin_api.registry import SHOP_PATH, Call, Reply, api
 from bot.clock import as_utc
-from storage.orders import OrderRepository, Recorded, decode_cursor, encode_cursor
+from storage.orders import Identity, OrderRepository, Recorded, decode_cursor, encode_cursor
 
 OrderStatus = Literal["paid", "cancelled", "refunded"]
 Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
@@ -108,25 +108,34 @@ def to_millis(at: datetime) -> datetime:
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
-async def _record(call: Call[Any, Any], body: OrderBody) -> Recorded:
-    repository = OrderRepository(call.db)
-    shop_id = call.current_shop.shop_id
-    line_user_id = await repository.resolve_line_user(
-        shop_id, line_user_id=body.line_user_id, browser_id=body.browser_id, customer_id=body.customer_id,
-        email=body.email,
-    )
+def identity(body: OrderBody) -> Identity:
+    return Identity(line_user_id=body.line_user_id, browser_id=body.browser_id, customer_id=body.customer_id,
+                    email=body.email)
+
+
+def order_fields(body: OrderBody, line_user_id: str | None) -> dict[str, Any]:
+    """The stored material fields of an order (the resolved LINE user, times in milliseconds)."""
     fields = body.model_dump(exclude={"order_id"})
     fields["items"] = [item.model_dump() for item in body.items]
     fields["line_user_id"] = line_user_id
     fields["ordered_at"] = to_millis(body.ordered_at) if body.ordered_at else None
-    return await repository.record(shop_id, body.order_id, fields, call.now())
+    return fields
+
+
+async def _record(call: Call[Any, Any], bodies: list[OrderBody]) -> list[Recorded]:
+    """Resolve every order's customer in one pass, then store them all as one batch."""
+    repository = OrderRepository(call.db)
+    shop_id = call.current_shop.shop_id
+    users = await repository.resolve_line_users(shop_id, [identity(body) for body in bodies])
+    incoming = [(body.order_id, order_fields(body, user)) for body, user in zip(bodies, users)]
+    return await repository.record_many(shop_id, incoming, call.now())
 
 
 @api.route("POST", SHOP_PATH + "/orders", summary="Record an order (idempotent by order_id; a changed status updates it)",
            body=OrderBody, response=OrderView, status=201, tag="orders",
            extra_statuses={200: "The order ID was already known (unchanged or updated)"})
 async def post_order(call: Call[OrderBody, None]) -> Reply:
-    recorded = await _record(call, call.body)
+    (recorded,) = await _record(call, [call.body])
     return Reply(201 if recorded.outcome == "created" else 200, order_view(recorded.order))
 
 
@@ -134,8 +143,8 @@ async def post_order(call: Call[OrderBody, None]) -> Reply:
            body=OrderBulk, response=BulkOrderResult, tag="orders")
 async def post_orders_bulk(call: Call[OrderBulk, None]) -> BulkOrderResult:
     counts = {"created": 0, "updated": 0, "unchanged": 0}
-    for body in call.body.orders:
-        counts[(await _record(call, body)).outcome] += 1
+    for recorded in await _record(call, call.body.orders):
+        counts[recorded.outcome] += 1
     return BulkOrderResult(**counts)
 
 

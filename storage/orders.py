@@ -8,24 +8,32 @@ total, status (paid | cancelled | refunded), ordered_at, cart_token, created_at,
 updated_at.
 
 A paid order counts towards `customers.totals` (purchase_count, total_spend,
-last_purchase_at) and `products.sold_count`. Every write applies the
-*difference* between the order's new and previous contribution inside one
-transaction with the order itself, so a replay changes nothing, paid→refunded
-reverses exactly once, and a crash never leaves the totals half-applied.
-An order whose customer cannot be resolved is stored but counts for nobody.
+last_purchase_at) and `products.sold_count`. Orders are written in batches (a
+single order is a batch of one): the previous versions are read with one `_id`
+lookup, a pure plan works out the new documents and the *summed* differences per
+customer and per product, and one transaction writes the orders (each guarded by
+the `version` it was planned from) together with those increments. So a replay
+changes nothing, paid→refunded reverses exactly once, a crash never leaves the
+totals half-applied, and a concurrent writer makes the batch re-plan instead of
+applying a difference twice. An order whose customer cannot be resolved is
+stored but counts for nobody.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage import signals
 from storage.customers import customer_key, new_customer_fields
@@ -53,6 +61,10 @@ register_indexes(
 
 MATERIAL_FIELDS = ("line_user_id", "customer_id", "browser_id", "email", "items", "total", "status", "ordered_at", "cart_token")
 Outcome = Literal["created", "updated", "unchanged"]
+CHUNK = 500  # orders per transaction
+MAX_ATTEMPTS = 10  # re-plans after a concurrent writer got there first
+
+log = logging.getLogger("linecrm.orders")
 
 
 def order_key(shop_id: str, order_id: str) -> str:
@@ -67,6 +79,7 @@ class Contribution:
     purchases: int
     spend: int
     quantities: Counter[str]
+    paid_at: datetime | None = None
 
 
 def contribution(order: Mapping[str, Any] | None) -> Contribution:
@@ -75,22 +88,7 @@ def contribution(order: Mapping[str, Any] | None) -> Contribution:
     quantities: Counter[str] = Counter()
     for item in order.get("items", []):
         quantities[item["product_id"]] += int(item["quantity"])
-    return Contribution(order.get("line_user_id"), 1, int(order.get("total", 0)), quantities)
-
-
-def customer_deltas(new: Contribution, old: Contribution) -> dict[str, tuple[int, int]]:
-    """(purchases, spend) change per LINE user; a user change moves the order between customers."""
-    deltas: dict[str, tuple[int, int]] = {}
-    for sign, part in ((1, new), (-1, old)):
-        if part.line_user_id is not None and part.purchases:
-            count, spend = deltas.get(part.line_user_id, (0, 0))
-            deltas[part.line_user_id] = (count + sign * part.purchases, spend + sign * part.spend)
-    return {user: delta for user, delta in deltas.items() if delta != (0, 0)}
-
-
-def quantity_deltas(new: Contribution, old: Contribution) -> dict[str, int]:
-    keys = set(new.quantities) | set(old.quantities)
-    return {key: new.quantities[key] - old.quantities[key] for key in keys if new.quantities[key] != old.quantities[key]}
+    return Contribution(order.get("line_user_id"), 1, int(order.get("total", 0)), quantities, order.get("ordered_at"))
 
 
 def is_same(stored: Mapping[str, Any], incoming: Mapping[str, Any]) -> bool:
@@ -102,6 +100,105 @@ class Recorded:
     outcome: Outcome
     order: Document
     previous: Document | None
+
+
+@dataclass
+class CustomerChange:
+    """The net change one batch makes to one customer's totals."""
+
+    purchases: int = 0
+    spend: int = 0
+    latest_paid_at: datetime | None = None  # newest ordered_at among the batch's orders now counting for them
+    recompute_latest: bool = False  # a purchase was taken back or moved earlier: ask the orders again
+
+
+@dataclass
+class BatchPlan:
+    """What one batch writes: order documents, and the summed aggregate differences."""
+
+    recorded: list[Recorded]
+    inserts: list[Document] = field(default_factory=list)
+    replaces: list[tuple[Document, int | None]] = field(default_factory=list)  # (new, stored version)
+    customers: dict[str, CustomerChange] = field(default_factory=dict)
+    quantities: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def has_writes(self) -> bool:
+        return bool(self.inserts or self.replaces)
+
+    def add_difference(self, new: Contribution, old: Contribution) -> None:
+        if old.line_user_id is not None and old.purchases:
+            change = self.customers.setdefault(old.line_user_id, CustomerChange())
+            change.purchases -= old.purchases
+            change.spend -= old.spend
+            still_counts = new.purchases and new.line_user_id == old.line_user_id
+            if not (still_counts and new.paid_at is not None and old.paid_at is not None and new.paid_at >= old.paid_at):
+                change.recompute_latest = True
+        if new.line_user_id is not None and new.purchases:
+            change = self.customers.setdefault(new.line_user_id, CustomerChange())
+            change.purchases += new.purchases
+            change.spend += new.spend
+            if new.paid_at is not None and (change.latest_paid_at is None or new.paid_at > change.latest_paid_at):
+                change.latest_paid_at = new.paid_at
+        self.quantities.update(new.quantities)
+        self.quantities.subtract(old.quantities)
+
+
+def plan_batch(
+    shop_id: str, incoming: Sequence[tuple[str, Mapping[str, Any]]], stored: Mapping[str, Document], now: datetime
+) -> BatchPlan:
+    """Apply the incoming orders in turn over the stored versions (pure).
+
+    An order ID given twice applies twice, the second over the first; each change
+    is one `Recorded` (for the signal), while the aggregates move once per order
+    from its stored version to its final one.
+    """
+    current: dict[str, Document] = {}
+    recorded: list[Recorded] = []
+    for order_id, fields in incoming:
+        key = order_key(shop_id, order_id)
+        previous = current.get(key, stored.get(key))
+        values = dict(fields)
+        if values.get("ordered_at") is None:
+            values["ordered_at"] = previous["ordered_at"] if previous else now
+        if previous is not None and is_same(previous, values):
+            recorded.append(Recorded("unchanged", previous, previous))
+            continue
+        if previous is None:
+            order = {"_id": key, "shop_id": shop_id, "order_id": order_id, **values, "created_at": now,
+                     "updated_at": now, "version": 1}
+        else:
+            order = {**previous, **values, "updated_at": now, "version": int(previous.get("version") or 0) + 1}
+        current[key] = order
+        recorded.append(Recorded("created" if previous is None else "updated", order, previous))
+    plan = BatchPlan(recorded)
+    for key, order in current.items():
+        before = stored.get(key)
+        if before is None:
+            plan.inserts.append(order)
+        else:
+            plan.replaces.append((order, before.get("version")))
+        plan.add_difference(contribution(order), contribution(before))
+    return plan
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Whichever customer identities the shop sent with an order."""
+
+    line_user_id: str | None = None
+    browser_id: str | None = None
+    customer_id: str | None = None
+    email: str | None = None
+
+
+class StaleBatch(Exception):
+    """Another writer changed one of the batch's orders after we read it: read and plan again."""
+
+
+def _only_duplicates(exc: BulkWriteError) -> bool:
+    errors = exc.details.get("writeErrors") or []
+    return bool(errors) and all(error.get("code") == 11000 for error in errors)
 
 
 def encode_cursor(at: datetime, key: str) -> str:
@@ -141,74 +238,90 @@ class OrderRepository:
         self._orders = database["orders"]
         self._customers = database["customers"]
 
-    async def resolve_line_user(
-        self, shop_id: str, *, line_user_id: str | None, browser_id: str | None, customer_id: str | None, email: str | None
-    ) -> str | None:
-        """Who placed the order, from whichever identity the shop knows (strongest first)."""
-        if line_user_id:
-            return line_user_id
-        if browser_id:
-            browser = await self._database["browsers"].find_one(
-                {"_id": f"{shop_id}:{browser_id}"}, projection={"line_user_id": 1}
-            )
-            if browser and browser.get("line_user_id"):
-                return str(browser["line_user_id"])
-        for field, value in (("shop_customer_id", customer_id), ("email", email)):
-            if value:
-                found = await self._customers.find_one({"shop_id": shop_id, field: value}, projection={"line_user_id": 1})
-                if found:
-                    return str(found["line_user_id"])
-        return None
+    async def resolve_line_users(self, shop_id: str, identities: Sequence[Identity]) -> list[str | None]:
+        """Who placed each order, from the strongest identity known: LINE user, browser link, customer ID, e-mail.
+
+        Browsers are read with one `_id $in`; customer IDs and e-mails (rare, and `$in` on a
+        secondary index is slow here) with one indexed look-up per distinct value.
+        """
+        resolved: list[str | None] = [identity.line_user_id or None for identity in identities]
+        browser_keys = sorted({f"{shop_id}:{i.browser_id}" for i, r in zip(identities, resolved) if r is None and i.browser_id})
+        if browser_keys:
+            linked: dict[str, str] = {}
+            async for doc in self._database["browsers"].find({"_id": {"$in": browser_keys}}, {"line_user_id": 1}):
+                if doc.get("line_user_id"):
+                    linked[doc["_id"]] = str(doc["line_user_id"])
+            resolved = [r or (linked.get(f"{shop_id}:{i.browser_id}") if i.browser_id else None)
+                        for i, r in zip(identities, resolved)]
+        for field_name, attribute in (("shop_customer_id", "customer_id"), ("email", "email")):
+            wanted = {getattr(i, attribute) for i, r in zip(identities, resolved) if r is None and getattr(i, attribute)}
+            found: dict[str, str] = {}
+            for value in sorted(wanted):
+                customer = await self._customers.find_one(
+                    {"shop_id": shop_id, field_name: value}, projection={"line_user_id": 1}
+                )
+                if customer:
+                    found[value] = str(customer["line_user_id"])
+            resolved = [r or found.get(getattr(i, attribute) or "") for i, r in zip(identities, resolved)]
+        return resolved
 
     async def record(self, shop_id: str, order_id: str, fields: dict[str, Any], now: datetime) -> Recorded:
-        """Store the order idempotently and keep the aggregates in step; then tell the listeners."""
-        try:
-            recorded = await self._record_once(shop_id, order_id, fields, now)
-        except DuplicateKeyError:  # a concurrent first post of the same order won; we are now an update
-            recorded = await self._record_once(shop_id, order_id, fields, now)
-        line_user_id = recorded.order.get("line_user_id")
-        if line_user_id and recorded.order.get("status") != "paid":
-            await self.ensure_customer(shop_id, line_user_id, now)
-        if recorded.outcome != "unchanged":
-            await signals.order_recorded.send(self._database, recorded.order, recorded.previous, now)
+        """Store one order idempotently (a batch of one)."""
+        return (await self.record_many(shop_id, [(order_id, fields)], now))[0]
+
+    async def record_many(
+        self, shop_id: str, incoming: Sequence[tuple[str, Mapping[str, Any]]], now: datetime
+    ) -> list[Recorded]:
+        """Store orders idempotently with their aggregates, one transaction per chunk; then tell the listeners.
+
+        Returns one `Recorded` per incoming order, in order. `fields` hold every material field
+        (line_user_id already resolved; `ordered_at` None means "keep the stored one, else now").
+        """
+        recorded: list[Recorded] = []
+        for start in range(0, len(incoming), CHUNK):
+            recorded += await self._commit_chunk(shop_id, incoming[start:start + CHUNK], now)
+        await self._ensure_customers(shop_id, recorded, now)
+        await self._announce(recorded, now)
         return recorded
 
-    async def _record_once(self, shop_id: str, order_id: str, fields: dict[str, Any], now: datetime) -> Recorded:
-        async def apply(session: AsyncClientSession) -> Recorded:
-            key = order_key(shop_id, order_id)
-            previous = await self._orders.find_one({"_id": key}, session=session)
-            incoming = dict(fields)
-            if incoming.get("ordered_at") is None:
-                incoming["ordered_at"] = previous["ordered_at"] if previous else now
-            if previous is not None and is_same(previous, incoming):
-                return Recorded("unchanged", previous, previous)
-            if previous is None:
-                order = {"_id": key, "shop_id": shop_id, "order_id": order_id, **incoming, "created_at": now, "updated_at": now}
-                await self._orders.insert_one(order, session=session)
-            else:
-                order = {**previous, **incoming, "updated_at": now}
-                await self._orders.replace_one({"_id": key}, order, session=session)
-            paid_at = order["ordered_at"] if order.get("status") == "paid" else None
-            await self._apply_aggregates(shop_id, contribution(order), contribution(previous), paid_at, now, session)
-            return Recorded("created" if previous is None else "updated", order, previous)
+    async def _commit_chunk(
+        self, shop_id: str, incoming: Sequence[tuple[str, Mapping[str, Any]]], now: datetime
+    ) -> list[Recorded]:
+        keys = sorted({order_key(shop_id, order_id) for order_id, _ in incoming})
+        for attempt in range(MAX_ATTEMPTS):
+            stored = {doc["_id"]: doc async for doc in self._orders.find({"_id": {"$in": keys}})}
+            plan = plan_batch(shop_id, incoming, stored, now)
+            if not plan.has_writes:
+                return plan.recorded  # a replay: nothing to write
+            try:
+                async with self._database.client.start_session() as session:
+                    await session.with_transaction(partial(self._write, shop_id, plan, now))
+                return plan.recorded
+            except (StaleBatch, DuplicateKeyError, BulkWriteError) as exc:
+                if isinstance(exc, BulkWriteError) and not _only_duplicates(exc):
+                    raise
+                if attempt + 1 == MAX_ATTEMPTS:
+                    raise
+                log.info("order batch of shop %s raced another writer (attempt %d); re-planning", shop_id, attempt + 1)
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")
 
-        async with self._database.client.start_session() as session:
-            return await session.with_transaction(apply)
-
-    async def _apply_aggregates(
-        self, shop_id: str, new: Contribution, old: Contribution, last_paid_at: datetime | None, now: datetime,
-        session: AsyncClientSession,
-    ) -> None:
-        for line_user_id, (count, spend) in customer_deltas(new, old).items():
+    async def _write(self, shop_id: str, plan: BatchPlan, now: datetime, session: AsyncClientSession) -> None:
+        """Inside the transaction: the orders (guarded by version), then the summed differences."""
+        ops: list[InsertOne[Document] | ReplaceOne[Document]] = [InsertOne(order) for order in plan.inserts]
+        ops += [ReplaceOne({"_id": order["_id"], "version": version}, order) for order, version in plan.replaces]
+        result = await self._orders.bulk_write(ops, ordered=True, session=session)
+        if result.matched_count != len(plan.replaces):
+            raise StaleBatch
+        updates: list[UpdateOne] = []
+        for line_user_id, change in sorted(plan.customers.items()):
             insert = {k: v for k, v in new_customer_fields(shop_id, line_user_id, now).items() if k != "totals"}
             update: dict[str, Any] = {
-                "$inc": {"totals.purchase_count": count, "totals.total_spend": spend},
+                "$inc": {"totals.purchase_count": change.purchases, "totals.total_spend": change.spend},
                 "$set": {"updated_at": now},
                 "$setOnInsert": {**insert, "totals.first_seen_at": now},
             }
-            if count > 0 and last_paid_at is not None:
-                update["$max"] = {"totals.last_purchase_at": last_paid_at}
-            else:  # a purchase was taken back: the latest remaining one (this customer's orders only)
+            if change.recompute_latest:  # the latest remaining paid order, reading our own writes
                 latest = await self._orders.find_one(
                     {"shop_id": shop_id, "line_user_id": line_user_id, "status": "paid"},
                     sort=[("ordered_at", DESCENDING), ("_id", DESCENDING)],
@@ -217,18 +330,33 @@ class OrderRepository:
                     session=session,
                 )
                 update["$set"]["totals.last_purchase_at"] = latest["ordered_at"] if latest else None
-            await self._customers.update_one(
-                {"_id": customer_key(shop_id, line_user_id)}, update, upsert=True, session=session
-            )
-        await ProductRepository(self._database).add_sold(shop_id, quantity_deltas(new, old), session=session)
+            elif change.latest_paid_at is not None:
+                update["$max"] = {"totals.last_purchase_at": change.latest_paid_at}
+            updates.append(UpdateOne({"_id": customer_key(shop_id, line_user_id)}, update, upsert=True))
+        if updates:
+            await self._customers.bulk_write(updates, ordered=False, session=session)
+        quantities = {product_id: qty for product_id, qty in sorted(plan.quantities.items()) if qty}
+        await ProductRepository(self._database).add_sold(shop_id, quantities, session=session)
 
-    async def ensure_customer(self, shop_id: str, line_user_id: str, now: datetime) -> None:
-        """An order that names a LINE user makes that customer exist (not yet a friend)."""
-        await self._customers.update_one(
-            {"_id": customer_key(shop_id, line_user_id)},
-            {"$setOnInsert": new_customer_fields(shop_id, line_user_id, now)},
-            upsert=True,
-        )
+    async def _ensure_customers(self, shop_id: str, recorded: Sequence[Recorded], now: datetime) -> None:
+        """A LINE user named by an unpaid order exists as a customer too (paid ones were upserted with their totals)."""
+        users = sorted({str(r.order["line_user_id"]) for r in recorded
+                        if r.order.get("line_user_id") and r.order.get("status") != "paid"})
+        if not users:
+            return
+        ops = [UpdateOne({"_id": customer_key(shop_id, user)},
+                         {"$setOnInsert": new_customer_fields(shop_id, user, now)}, upsert=True) for user in users]
+        try:
+            await self._customers.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:  # a concurrent upsert created it first: that is all we wanted
+            if not _only_duplicates(exc):
+                raise
+
+    async def _announce(self, recorded: Sequence[Recorded], now: datetime) -> None:
+        """`order_recorded` once per change, in batch order (the database serves one at a time anyway)."""
+        for r in recorded:
+            if r.outcome != "unchanged":
+                await signals.order_recorded.send(self._database, r.order, r.previous, now)
 
     async def get(self, shop_id: str, order_id: str) -> Document | None:
         return await self._orders.find_one({"_id": order_key(shop_id, order_id)})

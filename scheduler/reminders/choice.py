@@ -149,3 +149,23 @@ def similar_keys(views: Sequence[ViewStat], products: Mapping[str, Product]) -> 
             categories.add(product["category"])
         tags.update(t for t in product.get("tags") or () if t)
     return categories, tags
+
+
+def candidate_lists(products: Iterable[Product], per_list: int = 20) -> Candidates:
+    """A shop's similar-product lists from its catalogue: available products, best-selling first.
+
+    Built once per run from the whole catalogue (one indexed scan) instead of one
+    query per category and tag; ties on sales go by product ID so every run agrees.
+    """
+    available = sorted((p for p in products if p.get("available")),
+                       key=lambda p: (-int(p.get("sold_count") or 0), str(p["product_id"])))
+    by_category: dict[str, list[Product]] = {}
+    by_tag: dict[str, list[Product]] = {}
+    for product in available:
+        category = product.get("category")
+        if category and len(by_category.setdefault(category, [])) < per_list:
+            by_category[category].append(product)
+        for tag in _unique(product.get("tags") or ()):
+            if len(by_tag.setdefault(tag, [])) < per_list:
+                by_tag[tag].append(product)
+    return Candidates(by_category, by_tag, available[:per_list])

@@ -37,17 +37,14 @@ class Decision:
 class CustomerFacts:
     """Everything about one customer the rules need, loaded in batch by the engine."""
 
-    customer: Mapping[str, Any]
+    customer: Mapping[str, Any]  # its `totals.last_purchase_at` is kept by order ingest
     views: Sequence[ViewStat]
-    paid_orders: Sequence[Mapping[str, Any]]  # paid orders within the exclusion window, any order
+    bought: Mapping[str, datetime] = field(default_factory=dict)  # product_id → latest paid order with it
 
 
 def _last_purchase(facts: CustomerFacts) -> datetime | None:
-    moments = [as_utc(o["ordered_at"]) for o in facts.paid_orders if o.get("ordered_at")]
     totals_last = (facts.customer.get("totals") or {}).get("last_purchase_at")
-    if totals_last:
-        moments.append(as_utc(totals_last))
-    return max(moments) if moments else None
+    return as_utc(totals_last) if totals_last else None
 
 
 def unreachable_reason(customer: Mapping[str, Any]) -> str | None:
@@ -133,10 +130,4 @@ def decide(
 
 def _bought_products(facts: CustomerFacts, now: datetime, days: int) -> set[str]:
     since = now - timedelta(days=days)
-    return {
-        item["product_id"]
-        for order in facts.paid_orders
-        if order.get("ordered_at") and as_utc(order["ordered_at"]) >= since
-        for item in order.get("items") or ()
-        if item.get("product_id")
-    }
+    return {pid for pid, at in facts.bought.items() if as_utc(at) >= since}

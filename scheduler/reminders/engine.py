@@ -1,6 +1,6 @@
 """The browse-reminder job: select due customers, claim them in batches, plan, push, record, advance.
 
-Exactly once: a batch is claimed with one `update_many` (claim token + lease,
+Exactly once: a batch is claimed with `update_many` (claim token + lease,
 precondition "due and not leased") and read back by token; every push carries
 a retry key derived from (shop, customer, cycle, step), so a worker killed
 mid-batch loses nothing (its lease expires, another worker redoes the batch)
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.clock import SystemClock
+from bot.clock import SystemClock, as_utc
 from bot.line_client import LineApiError, QuotaExhausted
 from scheduler.jobs import JobContext, JobSummary, register_job
 from scheduler.reminders.plan import CAMPAIGN, Planned, Planner
@@ -83,16 +83,23 @@ class Run:
         sending: tuple[list[Planned], asyncio.Task[list[Outcome]]] | None = None
         recording: list[asyncio.Task[None]] = []
         try:
-            while self.shop_id not in self.paused:
-                wall = self.config.wall_clock()
-                ids = await self.state.due_ids(self.now, wall, self.shop_id, sorted(self.paused),
-                                               self.config.batch_size)
-                if not ids:
+            # One streaming cursor over the due set for the whole run: memory stays one batch,
+            # and the database is asked once (a `limit` query per batch re-reads the whole set).
+            async for refs in self.state.due_stream(self.now, self.shop_id, self.config.batch_size):
+                if self.shop_id is not None and self.shop_id in self.paused:
                     break
-                claimed = await self.state.claim(ids, token, self.now, wall, wall + self.config.lease)
+                wall = self.config.wall_clock()
+                refs = [r for r in refs if r.shop_id not in self.paused
+                        and (r.lease_until is None or as_utc(r.lease_until) <= wall)]
+                if not refs:
+                    continue
+                claimed = await self.state.claim([r.id for r in refs], token, self.now, wall,
+                                                 wall + self.config.lease)
                 if not claimed:
-                    continue  # another worker took them; the next query skips leased customers
-                planned = await self.planner.plan(claimed, self.now)
+                    continue  # another worker took them
+                # A lease that ran out means a run died mid-batch: only those may have a recorded step.
+                recovering = {r.id for r in refs if r.lease_until is not None}
+                planned = await self.planner.plan(claimed, self.now, recovering)
                 # Pipeline: plan batch N+1 while N is sent and N-1 recorded; at most two batches wait.
                 if sending is not None:
                     recording.append(asyncio.create_task(self._settle(sending[0], await sending[1], token)))

@@ -1,10 +1,13 @@
-"""Keeps `customers.reminder` current at ingest, so the worker only queries an index.
+"""Keeps `customers.reminder` and `reminder_profiles` current at ingest, so the worker reads by `_id`.
 
 Listeners on the in-process signals: a product view on a linked browser starts
-a cycle when none is running; a link starts (or moves earlier) a cycle anchored
-at the customer's first view across all their browsers; a paid order stops a
-running cycle and is attributed as a conversion. Each listener is one
-conditional write and safe to run twice. Never sends anything.
+a cycle when none is running and refreshes that product's entry in the
+customer's profile; a link starts (or moves earlier) a cycle anchored at the
+customer's first view across all their browsers and rebuilds the profile's
+views (and the previous owner's, when the browser moved); a paid order stops a
+running cycle, is attributed as a conversion and records the products bought.
+Every write sets values recomputed from the source rows (or `$max` of event
+times), never a blind `$inc`, so each listener is safe to run twice. Never sends.
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo.asynchronous.cursor import AsyncCursor
 
 from bot.clock import as_utc
 from scheduler.reminders.plan import hinted, index_for
+from scheduler.reminders.profile import VIEWS_KEEP, field_key, paid_items, trim, view_entry, views_from_rows
 from scheduler.reminders.timing import step_due_at
 from storage import signals
-from storage.database import Database
+from storage.customers import customer_key
+from storage.database import Database, Document
 from storage.deliveries import DeliveryRepository
-from storage.reminders import ReminderStateRepository, new_cycle
+from storage.reminders import ReminderProfileRepository, ReminderStateRepository, find_by_ids, new_cycle
 from storage.shop_settings import ReminderSettings, ShopSettingsRepository, TrackingSettings
 
 log = logging.getLogger("linecrm.reminders")
@@ -34,10 +39,67 @@ def _cycle(settings: ReminderSettings, anchor: datetime, now: datetime) -> dict[
     return new_cycle(anchor, step_due_at(anchor, settings.steps[0].delay_days), now)
 
 
+VIEW_FIELDS = {"shop_id": 1, "product_id": 1, "line_user_id": 1, "count": 1, "first_viewed_at": 1,
+               "last_viewed_at": 1}
+
+
+def customer_views_cursor(database: Database, shop_id: str, line_user_id: str) -> AsyncCursor[Document]:
+    """All `product_views` rows attributed to the customer (the link-time rebuild; not a hot path)."""
+    return hinted(database["product_views"].find({"shop_id": shop_id, "line_user_id": line_user_id}, VIEW_FIELDS),
+                  index_for("product_views", "shop_id", "line_user_id"))
+
+
+def customer_orders_cursor(database: Database, shop_id: str, line_user_id: str) -> AsyncCursor[Document]:
+    """The customer's orders (any status: filtered in Python, so the filter stays the index's fields)."""
+    return hinted(database["orders"].find({"shop_id": shop_id, "line_user_id": line_user_id},
+                                          {"status": 1, "ordered_at": 1, "created_at": 1, "line_user_id": 1,
+                                           "items.product_id": 1}),
+                  index_for("orders", "shop_id", "line_user_id"))
+
+
+async def customer_views(database: Database, shop_id: str, line_user_id: str) -> list[Document]:
+    return [row async for row in customer_views_cursor(database, shop_id, line_user_id)]
+
+
+async def rebuild_views(database: Database, shop_id: str, line_user_id: str, now: datetime,
+                        rows: list[Document] | None = None) -> list[Document]:
+    """Recompute the profile's whole `views` map from the customer's rows; returns the rows."""
+    if rows is None:
+        rows = await customer_views(database, shop_id, line_user_id)
+    await ReminderProfileRepository(database).replace_views(shop_id, line_user_id, views_from_rows(rows), now)
+    return rows
+
+
+async def refresh_view(database: Database, shop_id: str, line_user_id: str, product_id: str, now: datetime) -> None:
+    """Recompute one product's profile entry from the customer's browsers' rows, read by `_id`."""
+    customer = await database["customers"].find_one({"_id": customer_key(shop_id, line_user_id)},
+                                                    {"browser_ids": 1})
+    browsers = (customer or {}).get("browser_ids") or []
+    keys = [f"{shop_id}:{browser}:{product_id}" for browser in browsers]
+    rows = [row for row in await find_by_ids(database["product_views"], keys, VIEW_FIELDS)
+            if row.get("line_user_id") == line_user_id]
+    if not rows:  # browser_ids out of step with the views (e.g. a link being written): rebuild from the index
+        await rebuild_views(database, shop_id, line_user_id, now)
+        return
+    profiles = ReminderProfileRepository(database)
+    key = field_key(product_id)
+    entry = view_entry(rows)
+    current = dict(((await profiles.get(shop_id, line_user_id)) or {}).get("views") or {})
+    drop: list[str] = []
+    if entry is not None:
+        current[key] = entry
+        drop = trim(current, VIEWS_KEEP) if len(current) > VIEWS_KEEP else []
+    await profiles.update_views(shop_id, line_user_id, {} if key in drop else {key: entry}, drop, now)
+
+
 async def on_product_viewed(
     database: Database, shop_id: str, line_user_id: str, product_id: str, viewed_at: datetime
 ) -> None:
-    """A linked customer viewed a product: start a cycle at this view unless one is running."""
+    """A linked customer viewed a product: refresh the profile; start a cycle at this view unless one runs.
+
+    The profile is kept even while reminders are off, so switching them on finds it complete.
+    """
+    await refresh_view(database, shop_id, line_user_id, product_id, as_utc(viewed_at))
     settings = await ShopSettingsRepository(database).get(shop_id, ReminderSettings)
     if not settings.enabled:
         return
@@ -50,8 +112,18 @@ async def on_browser_linked(
 ) -> None:
     """A browser was linked: its earlier views count, from the customer's first view on any browser.
 
-    Steps already overdue then are not all sent: the engine sends only the latest due one.
+    The profile's views are rebuilt from all the customer's rows (so two browsers
+    merge exactly, however often this runs); when the browser moved from another
+    customer, that customer's profile is rebuilt too. Steps already overdue then
+    are not all sent: the engine sends only the latest due one.
     """
+    now = as_utc(now)
+    rows = await rebuild_views(database, shop_id, line_user_id, now)
+    browser = await database["browsers"].find_one({"_id": f"{shop_id}:{browser_id}"}, {"link_history": 1})
+    history = (browser or {}).get("link_history") or []
+    previous = history[-1].get("previous_line_user_id") if history else None
+    if previous and previous != line_user_id and history[-1].get("line_user_id") == line_user_id:
+        await rebuild_views(database, shop_id, previous, now)
     settings = await ShopSettingsRepository(database).get(shop_id, ReminderSettings)
     if not settings.enabled:
         return
@@ -60,21 +132,16 @@ async def on_browser_linked(
     if customer is None:
         return
     reminder = customer.get("reminder") or {}
-    query: dict[str, Any] = {"shop_id": shop_id, "line_user_id": line_user_id}
     ended_at = as_utc(reminder["updated_at"]) if reminder.get("status") in ENDED and reminder.get("updated_at") else None
-    if ended_at is not None:
-        query["last_viewed_at"] = {"$gt": ended_at}  # only views after the last cycle ended start a new one
-    first = None
-    views = hinted(database["product_views"].find(query, {"first_viewed_at": 1}),
-                   index_for("product_views", "shop_id", "line_user_id"))
-    async for view in views.sort("first_viewed_at", ASCENDING).limit(1):
-        first = view
-    if first is None or not first.get("first_viewed_at"):
+    # Only views after the last cycle ended start a new one.
+    firsts = [as_utc(row["first_viewed_at"]) for row in rows if row.get("first_viewed_at")
+              and (ended_at is None or as_utc(row.get("last_viewed_at") or row["first_viewed_at"]) > ended_at)]
+    if not firsts:
         return
-    anchor = as_utc(first["first_viewed_at"])
+    anchor = min(firsts)
     if ended_at is not None:
         anchor = max(anchor, ended_at)
-    cycle = _cycle(settings, anchor, as_utc(now))
+    cycle = _cycle(settings, anchor, now)
     if reminder.get("status") == "active":
         await repo.reanchor_unsent(shop_id, line_user_id, cycle)
     else:
@@ -83,9 +150,15 @@ async def on_browser_linked(
 
 async def on_order_recorded(database: Database, order: dict[str, Any], previous: dict[str, Any] | None,
                             now: datetime) -> None:
-    """A paid order stops the running cycle and may be a reminder's conversion; a reversal undoes that."""
+    """A paid order stops the running cycle and may be a reminder's conversion; a reversal undoes that.
+
+    Also keeps the profile's `bought` map: a paid order moves its products' dates
+    forward; an order that stops counting for a customer (refund, other items,
+    other customer) has those products recomputed from the customer's orders.
+    """
     line_user_id = order.get("line_user_id")
     shop_id = order["shop_id"]
+    await update_bought(database, order, previous, as_utc(now))
     deliveries = DeliveryRepository(database)
     if order.get("status") != "paid":
         if previous is not None and previous.get("status") == "paid":
@@ -97,6 +170,27 @@ async def on_order_recorded(database: Database, order: dict[str, Any], previous:
     await ReminderStateRepository(database).stop_cycle(shop_id, line_user_id, ordered_at, as_utc(now))
     tracking = await ShopSettingsRepository(database).get(shop_id, TrackingSettings)
     await deliveries.attribute_order(order, tracking.attribution_window_days, CAMPAIGN)
+
+
+async def update_bought(database: Database, order: dict[str, Any], previous: dict[str, Any] | None,
+                        now: datetime) -> None:
+    shop_id = order["shop_id"]
+    profiles = ReminderProfileRepository(database)
+    user, bought = paid_items(order)
+    if user is not None:
+        await profiles.add_bought(shop_id, user, {field_key(pid): at for pid, at in bought.items()}, now)
+    old_user, old_bought = paid_items(previous)
+    gone = [pid for pid in old_bought if old_user != user or pid not in bought]
+    if old_user is None or not gone:
+        return
+    latest: dict[str, datetime | None] = {field_key(pid): None for pid in gone}
+    async for other in customer_orders_cursor(database, shop_id, old_user):  # this customer's orders only; the changed order is stored already
+        _, items = paid_items(other)
+        for pid, at in items.items():
+            key = field_key(pid)
+            if key in latest and (latest[key] is None or at > latest[key]):  # type: ignore[operator]
+                latest[key] = at
+    await profiles.set_bought(shop_id, old_user, latest, now)
 
 
 signals.product_viewed.connect(on_product_viewed)

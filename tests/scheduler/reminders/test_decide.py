@@ -27,8 +27,16 @@ def customer(**fields: Any) -> dict[str, Any]:
 
 def run(cust: dict[str, Any], now: datetime, orders: list[dict[str, Any]] | None = None,
         settings: ReminderSettings | None = None, views: list[ViewStat] = VIEWS):
+    """`orders` (paid) become what ingest keeps: `totals.last_purchase_at` and the profile's `bought`."""
     settings = settings or ReminderSettings(enabled=True, quiet_hours=QuietHours(enabled=False))
-    return decide(CustomerFacts(cust, views, orders or []), settings, "Asia/Tokyo", PRODUCTS, Candidates(), now)
+    bought: dict[str, datetime] = {}
+    for order in orders or []:
+        cust.setdefault("totals", {})
+        last = cust["totals"].get("last_purchase_at")
+        cust["totals"]["last_purchase_at"] = max(last, order["ordered_at"]) if last else order["ordered_at"]
+        for item in order.get("items") or []:
+            bought[item["product_id"]] = max(bought.get(item["product_id"], order["ordered_at"]), order["ordered_at"])
+    return decide(CustomerFacts(cust, views, bought), settings, "Asia/Tokyo", PRODUCTS, Candidates(), now)
 
 
 def test_send_first_step_and_advance() -> None:
