@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin_api import shops  # noqa: F401 - registers routes
-from admin_api import rich_menu  # noqa: F401 - registers routes
-from admin_api import links  # noqa: F401 - registers routes
-from admin_api import reminders  # noqa: F401 - registers routes
-from admin_api import customers, orders, points, products, settings  # noqa: F401 - registers routes
+from admin_api import (  # noqa: F401 - registers routes
+    customers,
+    links,
+    orders,
+    points,
+    products,
+    reminders,
+    rich_menu,
+    settings,
+    shops,
+)
 from admin_api.openapi import build_openapi
 from admin_api.registry import BASE_PATH, api
 from bot.typedefs import SETTINGS

@@ -9,9 +9,8 @@ from pydantic import BaseModel, Field, field_validator
 from pymongo.errors import DuplicateKeyError
 
 from admin_api.errors import ApiError
-from admin_api.models import Identifier, StrictModel
+from admin_api.models import Identifier, Label, Limit, StrictModel, Tag, Tags, path_id, unique
 from admin_api.orders import Email
-from admin_api.products import Label, Limit, Tag, Tags, _unique as _unique_ids, path_id
 from admin_api.registry import SHOP_PATH, Call, api
 from storage.customers import CustomerRepository
 from storage.points import PointsRepository
@@ -111,8 +110,8 @@ class MappingsBulk(StrictModel):
     @field_validator("mappings")
     @classmethod
     def _unique(cls, mappings: list[Mapping]) -> list[Mapping]:
-        _unique_ids(mappings, lambda m: m.shop_customer_id, "shop_customer_id")
-        return _unique_ids(mappings, lambda m: m.line_user_id, "line_user_id")
+        unique(mappings, lambda m: m.shop_customer_id, "shop_customer_id")
+        return unique(mappings, lambda m: m.line_user_id, "line_user_id")
 
 
 class Updated(BaseModel):

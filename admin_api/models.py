@@ -1,11 +1,32 @@
-"""Shared pydantic building blocks for admin API bodies (strict: unknown fields are refused)."""
+"""Shared building blocks of admin API inputs: strict bodies, IDs, yen, tags, paging.
+
+Every route family validates these alike (unknown fields refused, field named on error).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+from admin_api.errors import ApiError
+from bot.clock import as_utc
+from storage.paging import decode_cursor
+
+if TYPE_CHECKING:
+    from admin_api.registry import Call
 
 
 class StrictModel(BaseModel):
@@ -25,3 +46,54 @@ def _valid_timezone(value: str) -> str:
 TimeZoneName = Annotated[str, Field(min_length=1, max_length=64, examples=["Asia/Tokyo"]), AfterValidator(_valid_timezone)]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^\S+$")]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+
+
+Yen = Annotated[int, Field(strict=True, ge=0, le=1_000_000_000, description="yen, integer")]
+Stock = Annotated[int, Field(strict=True, ge=0, le=100_000_000)]
+Url = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$")]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Tags = Annotated[list[Tag], Field(max_length=100)]
+Limit = Annotated[int, Field(ge=1, le=200)]
+
+_IDENTIFIER = TypeAdapter(Identifier)
+T = TypeVar("T")
+
+
+def unique(items: list[T], key: Callable[[T], str], what: str) -> list[T]:
+    """For list validators: the same ID twice in one body is a mistake, not a last-wins."""
+    seen: set[str] = set()
+    for item in items:
+        if key(item) in seen:
+            raise ValueError(f"duplicate {what} {key(item)!r}")
+        seen.add(key(item))
+    return items
+
+
+def path_id(call: Call[Any, Any], name: str) -> str:
+    """A path ID checked like a body ID (422 naming the parameter when it is not one)."""
+    value = call.path(name)
+    try:
+        return _IDENTIFIER.validate_python(value)
+    except ValidationError:
+        raise ApiError(422, "validation_error", f"{name}: must be 1-128 of A-Z a-z 0-9 _ . : @ -", name) from None
+
+
+def to_millis(at: datetime) -> datetime:
+    """MongoDB keeps milliseconds: truncate first, so a replay compares equal to what was stored."""
+    at = as_utc(at)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+class TimeCursorQuery(StrictModel):
+    """Paging newest first: `after` is the `next_after` of the previous page."""
+
+    limit: Limit = 50
+    after: Annotated[str, StringConstraints(max_length=300)] | None = None
+
+    @field_validator("after")
+    @classmethod
+    def _cursor(cls, value: str | None) -> str | None:
+        if value is not None:
+            decode_cursor(value)  # ValueError -> 422 naming `after`
+        return value

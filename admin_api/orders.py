@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, field_validator
 
 from admin_api.errors import ApiError
-from admin_api.models import Identifier, StrictModel
-from admin_api.products import Limit, Yen, path_id
+from admin_api.models import Identifier, StrictModel, TimeCursorQuery, Yen, path_id, to_millis
 from admin_api.registry import SHOP_PATH, Call, Reply, api
 from bot.clock import as_utc
-from storage.orders import Identity, OrderRepository, Recorded, decode_cursor, encode_cursor
+from storage.orders import Identity, OrderRepository, Recorded
+from storage.paging import encode_cursor
 
 OrderStatus = Literal["paid", "cancelled", "refunded"]
 Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
@@ -84,28 +84,13 @@ class BulkOrderResult(BaseModel):
     unchanged: int
 
 
-class OrderQuery(StrictModel):
-    limit: Limit = 50
-    after: Annotated[str, StringConstraints(max_length=300)] | None = None
+class OrderQuery(TimeCursorQuery):
     line_user_id: Identifier | None = None
     status: OrderStatus | None = None
-
-    @field_validator("after")
-    @classmethod
-    def _cursor(cls, value: str | None) -> str | None:
-        if value is not None:
-            decode_cursor(value)  # ValueError -> 422 naming `after`
-        return value
 
 
 def order_view(doc: dict[str, Any]) -> OrderView:
     return OrderView.model_validate(doc)
-
-
-def to_millis(at: datetime) -> datetime:
-    """MongoDB keeps milliseconds: truncate first, so a replay compares equal to what was stored."""
-    at = as_utc(at)
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 def identity(body: OrderBody) -> Identity:
@@ -160,7 +145,7 @@ async def get_order(call: Call[None, None]) -> OrderView:
            query=OrderQuery, response=OrderPage, tag="orders")
 async def list_orders(call: Call[None, OrderQuery]) -> OrderPage:
     q = call.query
-    docs = await OrderRepository(call.db).list(
+    docs = await OrderRepository(call.db).page(
         call.current_shop.shop_id, line_user_id=q.line_user_id, status=q.status, after=q.after, limit=q.limit
     )
     last = docs[-1] if len(docs) == q.limit else None

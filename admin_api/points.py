@@ -5,16 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
 from admin_api.errors import ApiError
-from admin_api.models import Identifier, StrictModel
-from admin_api.orders import to_millis
-from admin_api.products import Limit, path_id
+from admin_api.models import Identifier, StrictModel, TimeCursorQuery, path_id, to_millis
 from admin_api.registry import SHOP_PATH, Call, Reply, api
 from bot.clock import as_utc
 from storage.customers import CustomerRepository
-from storage.orders import decode_cursor, encode_cursor
+from storage.paging import encode_cursor
 from storage.points import InsufficientPoints, PointsRepository, TransactionConflict
 
 Amount = Annotated[int, Field(strict=True, ge=-100_000_000, le=100_000_000)]
@@ -58,16 +56,8 @@ class PointsView(BaseModel):
     soonest_expiry_at: datetime | None
 
 
-class HistoryQuery(StrictModel):
-    limit: Limit = 50
-    after: Annotated[str, StringConstraints(max_length=300)] | None = None
-
-    @field_validator("after")
-    @classmethod
-    def _cursor(cls, value: str | None) -> str | None:
-        if value is not None:
-            decode_cursor(value)  # ValueError -> 422 naming `after`
-        return value
+class HistoryQuery(TimeCursorQuery):
+    """A customer's ledger, newest first."""
 
 
 class HistoryPage(BaseModel):

@@ -1,51 +1,16 @@
-"""Admin routes for the catalogue: idempotent upsert, bulk upsert, patch (e.g. unpublish), delete, list.
-
-Also home of the small input types the catalogue, order and points routes share
-(yen amounts, URLs, tags, path IDs), so every route family validates them alike.
-"""
+"""Admin routes for the catalogue: idempotent upsert, bulk upsert, patch (e.g. unpublish), delete, list."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StrictBool, StringConstraints, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, Field, StrictBool, ValidationError, field_validator
 
 from admin_api.errors import ApiError, from_validation_error
-from admin_api.models import Identifier, StrictModel
+from admin_api.models import Identifier, Label, Limit, Stock, StrictModel, Tag, Tags, Url, Yen, path_id, unique
 from admin_api.registry import SHOP_PATH, Call, Reply, api
 from storage.products import ProductRepository
-
-Yen = Annotated[int, Field(strict=True, ge=0, le=1_000_000_000, description="yen, integer")]
-Stock = Annotated[int, Field(strict=True, ge=0, le=100_000_000)]
-Url = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$")]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Tags = Annotated[list[Tag], Field(max_length=100)]
-Limit = Annotated[int, Field(ge=1, le=200)]
-
-_IDENTIFIER = TypeAdapter(Identifier)
-T = TypeVar("T")
-
-
-def _unique(items: list[T], key: Callable[[T], str], what: str) -> list[T]:
-    """For list validators: the same ID twice in one body is a mistake, not a last-wins."""
-    seen: set[str] = set()
-    for item in items:
-        if key(item) in seen:
-            raise ValueError(f"duplicate {what} {key(item)!r}")
-        seen.add(key(item))
-    return items
-
-
-def path_id(call: Call[Any, Any], name: str) -> str:
-    """A path ID checked like a body ID (422 naming the parameter when it is not one)."""
-    value = call.path(name)
-    try:
-        return _IDENTIFIER.validate_python(value)
-    except ValidationError:
-        raise ApiError(422, "validation_error", f"{name}: must be 1-128 of A-Z a-z 0-9 _ . : @ -", name) from None
 
 
 class Variant(StrictModel):
@@ -72,7 +37,7 @@ class ProductBody(StrictModel):
     @field_validator("variants")
     @classmethod
     def _unique_variants(cls, variants: list[Variant]) -> list[Variant]:
-        return _unique(variants, lambda variant: variant.id, "variant id")
+        return unique(variants, lambda variant: variant.id, "variant id")
 
 
 class BulkProduct(ProductBody):
@@ -85,7 +50,7 @@ class ProductBulk(StrictModel):
     @field_validator("products")
     @classmethod
     def _unique_ids(cls, products: list[BulkProduct]) -> list[BulkProduct]:
-        return _unique(products, lambda product: product.product_id, "product_id")
+        return unique(products, lambda product: product.product_id, "product_id")
 
 
 class ProductPatch(StrictModel):

@@ -13,7 +13,7 @@ from admin_api.models import Identifier, StrictModel
 from admin_api.registry import SHOP_PATH, Call, api
 from bot.typedefs import SETTINGS
 from scheduler.reminders.preview import dry_run
-from storage.deliveries import DeliveryRepository
+from storage.deliveries import DeliveryRepository, StepReport
 from storage.reminders import ReminderPauses
 from storage.shop_settings import ReminderSettings, ShopSettingsRepository
 
@@ -41,22 +41,11 @@ class ReportQuery(StrictModel):
     to: Moment | None = Field(default=None, description="end: inclusive for a date; default now")
 
 
-class StepRow(BaseModel):
-    step: int
-    targeted: int
-    sent: int
-    skipped: dict[str, int]
-    failed: int
-    clicks: int
-    conversions: int
-    revenue: int
-
-
 class ReminderReport(BaseModel):
     campaign: str
     from_: datetime = Field(serialization_alias="from")
     to: datetime
-    steps: list[StepRow]
+    steps: list[StepReport]
     paused_until: datetime | None
 
 

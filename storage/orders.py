@@ -38,6 +38,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from storage import signals
 from storage.customers import customer_key, new_customer_fields
 from storage.database import Database, Document, IndexSpec, register_indexes
+from storage.paging import newest_first_page
 from storage.products import ProductRepository
 
 # Time fields are indexed ascending even though we read newest first: SecantusDB 0.7 answers a
@@ -201,37 +202,6 @@ def _only_duplicates(exc: BulkWriteError) -> bool:
     return bool(errors) and all(error.get("code") == 11000 for error in errors)
 
 
-def encode_cursor(at: datetime, key: str) -> str:
-    return f"{at.isoformat()}|{key}"
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Raises ValueError when the cursor is not one of ours."""
-    at, sep, key = cursor.partition("|")
-    if not sep or not key:
-        raise ValueError("malformed cursor")
-    parsed = datetime.fromisoformat(at)
-    if parsed.tzinfo is None:
-        raise ValueError("malformed cursor")
-    return parsed, key
-
-
-async def newest_first_page(
-    collection: Any, query: dict[str, Any], time_field: str, after: str | None, limit: int
-) -> list[Document]:
-    """Keyset paging by (time desc, _id desc) as two indexed range scans (the engine cannot index `$or`)."""
-    if after is None:
-        cursor = collection.find(query).sort([(time_field, DESCENDING), ("_id", DESCENDING)]).limit(limit)
-        return [doc async for doc in cursor]
-    at, key = decode_cursor(after)
-    ties = collection.find({**query, time_field: at, "_id": {"$lt": key}}).sort("_id", DESCENDING).limit(limit)
-    page = [doc async for doc in ties]
-    if len(page) < limit:
-        older = collection.find({**query, time_field: {"$lt": at}}).sort([(time_field, DESCENDING), ("_id", DESCENDING)])
-        page += [doc async for doc in older.limit(limit - len(page))]
-    return page
-
-
 class OrderRepository:
     def __init__(self, database: Database) -> None:
         self._database = database
@@ -361,7 +331,7 @@ class OrderRepository:
     async def get(self, shop_id: str, order_id: str) -> Document | None:
         return await self._orders.find_one({"_id": order_key(shop_id, order_id)})
 
-    async def list(
+    async def page(
         self, shop_id: str, *, line_user_id: str | None = None, status: str | None = None, after: str | None = None,
         limit: int = 50,
     ) -> list[Document]:

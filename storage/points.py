@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from storage.customers import customer_key, new_customer_fields
 from storage.database import Database, Document, IndexSpec, register_indexes
-from storage.orders import newest_first_page
+from storage.paging import newest_first_page
 
 register_indexes(
     [
