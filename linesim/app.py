@@ -5,7 +5,7 @@ faults, rate limits, LINE-shaped errors)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 

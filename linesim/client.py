@@ -27,7 +27,7 @@ class SimClient:
         self._session = session
         self._owned = session is None
 
-    async def __aenter__(self) -> "SimClient":
+    async def __aenter__(self) -> SimClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ MAX_FLEX_LABEL = 40
 Errors = list[tuple[str, str]]  # (property path, message)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_doc(name: str = "messaging") -> dict[str, Any]:
     """Parse an OpenAPI document once per process (the YAML is ~180 KB)."""
     with open(OPENAPI_DIR / DOCS[name], encoding="utf-8") as f:
