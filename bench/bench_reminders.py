@@ -64,6 +64,13 @@ def rss_mb() -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User+system CPU of a process so far (this one by default): who is busy during the run."""
+    with open(f"/proc/{pid or os.getpid()}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_port(port: int, timeout: float = 60) -> None:
     import socket
 
@@ -109,7 +116,7 @@ async def seed(db: Any, args: argparse.Namespace, shop_id: str) -> None:
     per_customer = max(1, args.views // args.customers)
     anchor = NOW - timedelta(days=3, minutes=5)
     for start in range(0, args.customers, 1000):
-        customers, views, profiles = [], [], []
+        customers, views, profiles, states = [], [], [], []
         for n in range(start, min(start + 1000, args.customers)):
             user = f"U{n:032x}"
             cycle = new_cycle(anchor, anchor + timedelta(days=3), anchor)
@@ -117,8 +124,9 @@ async def seed(db: Any, args: argparse.Namespace, shop_id: str) -> None:
                 "_id": f"{shop_id}:{user}", "shop_id": shop_id, "line_user_id": user, "friend": True, "blocked": False,
                 "opted_out": False, "tags": [], "linked": True, "browser_ids": [f"b{n}"],
                 "totals": {"purchase_count": 0, "total_spend": 0, "first_seen_at": anchor, "last_purchase_at": None},
-                "reminder": cycle, "created_at": anchor,
+                "created_at": anchor,
             })
+            states.append({"_id": f"{shop_id}:{user}", "shop_id": shop_id, "line_user_id": user, **cycle})
             own = []
             for pid in rng.sample(range(args.products), min(per_customer, args.products)):
                 own.append({
@@ -131,6 +139,7 @@ async def seed(db: Any, args: argparse.Namespace, shop_id: str) -> None:
             profiles.append({"_id": f"{shop_id}:{user}", "shop_id": shop_id, "line_user_id": user,
                              "views": views_from_rows(own), "bought": {}, "updated_at": anchor})
         await db["customers"].insert_many(customers, ordered=False)
+        await db["reminder_state"].insert_many(states, ordered=False)
         await db["product_views"].insert_many(views, ordered=False)
         await db["reminder_profiles"].insert_many(profiles, ordered=False)
         if start % 20000 == 0:
@@ -140,16 +149,16 @@ async def seed(db: Any, args: argparse.Namespace, shop_id: str) -> None:
 
 
 async def write_ceiling(db: Any, shop_id: str, customers: int) -> float:
-    """Messages/s the database alone allows: each message costs two customer updates (claim, settle)
-    and one delivery insert, measured here with the same shapes the engine writes (then undone)."""
+    """Messages/s the database alone allows: each message costs two `reminder_state` updates (claim,
+    settle) and one delivery insert, measured here with the same shapes the engine writes (then undone)."""
     from pymongo import UpdateOne
 
     ids = [f"{shop_id}:U{n:032x}" for n in range(min(500, customers))]
     t0 = time.perf_counter()
-    await db["customers"].bulk_write([UpdateOne({"_id": i}, {"$set": {"reminder.bench": 1}}) for i in ids],
-                                     ordered=False)
-    await db["customers"].bulk_write([UpdateOne({"_id": i}, {"$unset": {"reminder.bench": ""}}) for i in ids],
-                                     ordered=False)
+    await db["reminder_state"].bulk_write([UpdateOne({"_id": i}, {"$set": {"bench": 1}}) for i in ids],
+                                          ordered=False)
+    await db["reminder_state"].bulk_write([UpdateOne({"_id": i}, {"$unset": {"bench": ""}}) for i in ids],
+                                          ordered=False)
     updates = time.perf_counter() - t0
     t0 = time.perf_counter()
     await db["deliveries"].insert_many([{"_id": f"bench-{i}", "shop_id": shop_id, "key": f"bench:{i}",
@@ -159,9 +168,9 @@ async def write_ceiling(db: Any, shop_id: str, customers: int) -> float:
     inserts = time.perf_counter() - t0
     await db["deliveries"].delete_many({"campaign": "bench"})
     per_message = updates / len(ids) + inserts / len(ids)
-    print(f"database write ceiling: customer update {updates / len(ids) / 2 * 1000:.2f} ms, delivery insert "
+    print(f"database write ceiling: reminder_state update {updates / len(ids) / 2 * 1000:.2f} ms, delivery insert "
           f"{inserts / len(ids) * 1000:.2f} ms → at most {1 / per_message:,.0f} messages/s "
-          "(2 customer updates + 1 insert each; the server applies writes one at a time)")
+          "(2 state updates + 1 insert each; the server applies writes one at a time)")
     return 1 / per_message
 
 
@@ -174,23 +183,26 @@ async def main(args: argparse.Namespace) -> None:
     from scheduler.reminders.plan import Planner
     from storage.database import Database
     from storage.embedded import free_port, server_command
-    from storage.reminders import CUSTOMER_FIELDS, ReminderStateRepository, find_by_ids
+    from storage.reminders import CUSTOMER_FIELDS, ReminderStateRepository, find_by_ids, with_state
     from storage.shops import LineCredentials, ShopRepository
 
     children: list[subprocess.Popen[bytes]] = []
+    db_process: subprocess.Popen[bytes] | None = None
     tmp = tempfile.mkdtemp(prefix="bench-reminders-")
     try:
         uri = os.environ.get("MONGODB_URI")
         if not uri:
             port = free_port()
-            children.append(subprocess.Popen(
+            db_process = subprocess.Popen(
                 [*server_command(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", f"{tmp}/db",
-                 "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                 "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            children.append(db_process)
             wait_port(port)
             uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
         sim_port = free_port()
-        children.append(subprocess.Popen([sys.executable, "-m", "linesim", "--port", str(sim_port)],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        sim_process = subprocess.Popen([sys.executable, "-m", "linesim", "--port", str(sim_port)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        children.append(sim_process)
         wait_port(sim_port)
         sim_url = f"http://127.0.0.1:{sim_port}"
 
@@ -216,7 +228,9 @@ async def main(args: argparse.Namespace) -> None:
 
         listener.enabled = True
         ids = [f"{shop.shop_id}:U{n:032x}" for n in range(min(2000, args.customers))]
-        sample = await find_by_ids(database["customers"], ids, CUSTOMER_FIELDS)
+        states = {doc["_id"]: doc for doc in await find_by_ids(database["reminder_state"], ids)}
+        sample = [with_state(doc, states[doc["_id"]])
+                  for doc in await find_by_ids(database["customers"], ids, CUSTOMER_FIELDS)]
         planner = Planner(database, "https://bot.example")
         t0 = time.perf_counter()
         await planner.plan(sample[:1], NOW)  # the shop's catalogue, read once per run
@@ -233,7 +247,12 @@ async def main(args: argparse.Namespace) -> None:
         listener.slow.clear()
 
         async with SimClient(sim_url) as sim:
-            await sim.config(rate_limits={"push": args.rate})
+            config: dict[str, Any] = {"rate_limits": {"push": args.rate}}
+            if args.sim_retry_retention is not None:
+                # linesim scans every remembered retry key on each push (O(n) per push), so on long runs
+                # the simulator, not our code, becomes the bottleneck; a short retention keeps its scan small.
+                config["retry_key_retention"] = args.sim_retry_retention
+            await sim.config(**config)
         settings = Settings(mongodb_uri=uri, line_api_base=sim_url, public_base_url="https://bot.example",
                             line_timeout_seconds=10)
         line = LineClients(sim_url, timeout=10)
@@ -250,8 +269,13 @@ async def main(args: argparse.Namespace) -> None:
         listener.counts.clear()
         listener.enabled = True
         t0 = time.perf_counter()
+        processes = {"bench (our code)": None, "linesim": sim_process.pid}
+        if db_process is not None:
+            processes["database server"] = db_process.pid
+        cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
         summary = await run_reminders(ctx, NOW, None, EngineConfig(send_rate=args.rate, concurrency=args.concurrency))
         elapsed = time.perf_counter() - t0
+        cpu_used = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
         listener.enabled = False
         stop.set()
         await sampler
@@ -266,6 +290,9 @@ async def main(args: argparse.Namespace) -> None:
               f"({dict(listener.counts.most_common())})")
         print(f"database time by command (ms): {dict(listener.slow.most_common())}")
         print(f"peak memory: +{max(peak) - base_rss:.0f} MB over {base_rss:.0f} MB during the run")
+        print(f"CPU during the run ({os.cpu_count()} CPUs, {elapsed:.1f}s): " + ", ".join(
+            f"{name} {used:.1f}s ({used / elapsed:.0%} of one CPU, {used / max(sent, 1) * 1000:.2f} ms/message)"
+            for name, used in cpu_used.items()))
         await client.drop_database(database.db.name)
         await client.close()
     finally:
@@ -287,6 +314,8 @@ def cli() -> None:
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=2_000, help="linesim's push limit per second (LINE: 2,000)")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--sim-retry-retention", type=float, default=None,
+                        help="seconds linesim remembers retry keys (default: its own, 24 h; see main())")
     args = parser.parse_args()
     asyncio.run(main(args))
 

@@ -34,6 +34,7 @@ log = logging.getLogger("linecrm.line")
 
 RETRY_KEY_NAMESPACE = uuid.UUID("6f2c1d0e-4b7a-5c3e-9a41-2f6d8b0c7e15")
 MONTHLY_LIMIT_MESSAGE = "You have reached your monthly limit."
+PUSH_PATH = "/v2/bot/message/push"
 
 T = TypeVar("T")
 MessageLike: TypeAlias = Message | dict[str, Any]
@@ -90,6 +91,15 @@ def _as_message(message: MessageLike) -> Message:
     return message if isinstance(message, Message) else Message.from_dict(message)
 
 
+def _sent_ids(raw: Any) -> list[str]:
+    """`sentMessages[].id` of a push answer, read without the SDK's response models."""
+    try:
+        data = json.loads(raw) if raw else {}
+        return [str(m["id"]) for m in data.get("sentMessages") or [] if isinstance(m, dict) and "id" in m]
+    except (ValueError, TypeError, AttributeError):
+        return []
+
+
 def _body_text(exc: ApiException) -> str:
     body = exc.body
     if isinstance(body, bytes):
@@ -134,6 +144,33 @@ class LineClient:
             ),
             idempotent=True,
         )
+
+    async def push_json(self, to: str, messages: Sequence[dict[str, Any]], *, retry_key: str) -> SendResult:
+        """`push` for messages that are already valid LINE JSON (built and limit-checked by our builders).
+
+        Skips the SDK's model layer (`Message.from_dict`, its pydantic v1
+        serialisation and `sanitize_for_serialization`, milliseconds per
+        carousel) but goes out through the same `AsyncApiClient`: its
+        configuration, Bearer auth, default headers and pooled HTTP session,
+        with `X-Line-Retry-Key`, and through `_call` for the same
+        retry/409/429/quota handling as `push`. Do not mutate `messages` meanwhile.
+        """
+        api_client = self._api_client
+        url = api_client.configuration.host + PUSH_PATH
+        body = {"to": to, "messages": list(messages)}
+
+        async def call() -> Any:
+            headers = {**api_client.default_headers, "X-Line-Retry-Key": retry_key,
+                       "Accept": "application/json", "Content-Type": "application/json"}
+            api_client.update_params_for_auth(headers, [], ["Bearer"], PUSH_PATH, "POST", body)
+            return await api_client.request("POST", url, headers=headers, body=body,
+                                            _request_timeout=self._timeout)
+
+        try:
+            response = await self._call("push", call, idempotent=True)
+        except _AlreadyAccepted as accepted:
+            return SendResult(request_id=accepted.request_id, already_accepted=True)
+        return SendResult(request_id=response.getheader("x-line-request-id"), sent_message_ids=_sent_ids(response.data))
 
     async def multicast(self, to: Sequence[str], messages: Sequence[MessageLike], *, retry_key: str) -> SendResult:
         request = MulticastRequest(to=list(to), messages=[_as_message(m) for m in messages])

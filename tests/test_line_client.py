@@ -131,3 +131,33 @@ async def test_multicast_and_one_client_per_token(line: LineClients, sim: SimCli
     assert again.already_accepted
     sent = await sim.messages(kind="multicast")
     assert len(sent) == 1 and sent[0]["to"] == users
+
+
+FLEX = {"type": "flex", "altText": "おすすめ", "contents": {"type": "bubble", "body": {
+    "type": "box", "layout": "vertical", "contents": [{"type": "text", "text": "¥12,800"}]}}}
+
+
+async def test_push_json_sends_the_dict_as_is_with_retry_key_and_409(line: LineClients, sim: SimClient) -> None:
+    client = line.for_token("token-1")
+    key = retry_key_for("json", USER)
+    first = await client.push_json(USER, [FLEX], retry_key=key)
+    assert not first.already_accepted and first.request_id and first.sent_message_ids
+    again = await client.push_json(USER, [FLEX], retry_key=key)
+    assert again.already_accepted and again.request_id == first.request_id
+    (sent,) = await sim.messages()
+    assert sent["messages"] == [FLEX] and sent["retry_key"] == key and sent["to"] == USER
+
+
+async def test_push_json_shares_the_retry_and_quota_handling(line: LineClients, sim: SimClient) -> None:
+    client = line.for_token("token-j")
+    await sim.faults("push", status=429, count=1)
+    await sim.faults("push", status=500, count=1)
+    await client.push_json(USER, [FLEX], retry_key=retry_key_for("j1"))
+    assert len(await sim.messages()) == 1
+    with pytest.raises(LineApiError) as refused:  # LINE's validation refuses it: a 4xx is not retried
+        await client.push_json(USER, [{"type": "flex", "altText": "", "contents": {}}], retry_key=retry_key_for("j2"))
+    assert refused.value.status == 400
+    await sim.config(monthly_quota=1)
+    with pytest.raises(QuotaExhausted):
+        await client.push_json(USER, [FLEX], retry_key=retry_key_for("j3"))
+    assert len(await sim.messages()) == 1

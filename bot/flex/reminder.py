@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.line_limits import (
@@ -110,9 +110,13 @@ def _coupon(step: ReminderStep) -> dict[str, Any] | None:
             "backgroundColor": "#FFF4E5", "cornerRadius": "md", "paddingAll": "8px", "margin": "md"}
 
 
-def _bubble(card: ProductCard, step: ReminderStep, title: str | None) -> dict[str, Any]:
-    if utf16_len(card.url) > MAX_ACTION_URI or not card.url.startswith(("https://", "http://")):
+def _check_url(url: str) -> None:
+    if utf16_len(url) > MAX_ACTION_URI or not url.startswith(("https://", "http://")):
         raise ValueError("a reminder button URL must be an http(s) URL of at most 1000 characters")
+
+
+def _bubble(card: ProductCard, step: ReminderStep, title: str | None) -> dict[str, Any]:
+    _check_url(card.url)
     action = {"type": "uri", "label": truncate(step.button_text, MAX_FLEX_ACTION_LABEL), "uri": card.url}
     body: list[dict[str, Any]] = [
         {"type": "box", "layout": "horizontal", "contents": [_label(card, step)]},
@@ -143,23 +147,88 @@ def _bubble(card: ProductCard, step: ReminderStep, title: str | None) -> dict[st
     return bubble
 
 
+URL_SLOT = "https://slot.invalid/"  # stands for the click URL in a template (ASCII: JSON bytes = length)
+
+
+@dataclass(frozen=True)
+class BubbleTemplate:
+    """One product's bubble for one step with the click URL left open, and its JSON size.
+
+    Everything but the click URL is the same for every customer shown this
+    product on this step, so a run builds it once and `with_url` patches the
+    two places the URL goes (hero and button) with a few shallow copies; the
+    size is then known without serialising again. Never mutate `bubble`.
+    """
+
+    bubble: dict[str, Any]
+    size: int  # bytes of compact UTF-8 JSON with URL_SLOT in place of the URL
+    url_slots: int  # how many times the URL appears
+
+    def with_url(self, url: str) -> tuple[dict[str, Any], int]:
+        """(bubble with this click URL, its exact JSON size); the template is left untouched."""
+        _check_url(url)
+        bubble = dict(self.bubble)
+        if "hero" in bubble:
+            hero = dict(bubble["hero"])
+            hero["action"] = {**hero["action"], "uri": url}
+            bubble["hero"] = hero
+        footer = dict(bubble["footer"])
+        button = dict(footer["contents"][0])
+        button["action"] = {**button["action"], "uri": url}
+        footer["contents"] = [button]
+        bubble["footer"] = footer
+        size = self.size + self.url_slots * (_json_len(url) - _json_len(URL_SLOT))
+        if size > MAX_BUBBLE_BYTES:
+            raise ValueError("a reminder bubble is over LINE's 30 KB limit")
+        return bubble, size
+
+
+def bubble_template(card: ProductCard, step: ReminderStep) -> BubbleTemplate:
+    """The bubble of `card` (its `url` is ignored) on `step`, ready to be reused across customers."""
+    title = truncate(step.title, MAX_TITLE) if step.title else None
+    bubble = _bubble(replace(card, url=URL_SLOT), step, title)
+    return BubbleTemplate(bubble, _size(bubble), 2 if "hero" in bubble else 1)
+
+
+def _json_len(text: str) -> int:
+    """Bytes of a string as a JSON value (quotes and escapes included)."""
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+
+
 def _size(obj: Any) -> int:
     """Bytes as LINE measures JSON (UTF-8, compact)."""
     return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
+_EMPTY_CAROUSEL = len('{"type":"carousel","contents":[]}')
+
+
+def assemble_carousel(bubbles: Sequence[tuple[dict[str, Any], int]], step: ReminderStep) -> dict[str, Any]:
+    """The Flex message from (bubble, JSON size) pairs; bubbles that would break 50 KB are dropped from the end.
+
+    The sizes add up exactly to the compact JSON's (bubbles plus commas), so
+    LINE's limits are checked without serialising the carousel.
+    """
+    if not bubbles:
+        raise ValueError("a reminder carousel needs at least one product")
+    if len(bubbles) > MAX_CAROUSEL_BUBBLES:
+        raise ValueError(f"a carousel holds at most {MAX_CAROUSEL_BUBBLES} bubbles, got {len(bubbles)}")
+    kept: list[dict[str, Any]] = []
+    total = _EMPTY_CAROUSEL
+    for bubble, size in bubbles:
+        if size > MAX_BUBBLE_BYTES:
+            raise ValueError("a reminder bubble is over LINE's 30 KB limit")
+        grown = total + size + (1 if kept else 0)
+        if kept and grown > MAX_CAROUSEL_BYTES:
+            break
+        kept.append(bubble)
+        total = grown
+    return {"type": "flex", "altText": truncate(step.alt_text, MAX_ALT_TEXT),
+            "contents": {"type": "carousel", "contents": kept}}
+
+
 def build_reminder_carousel(cards: Sequence[ProductCard], step: ReminderStep) -> dict[str, Any]:
     """A Flex message (dict, LINE's JSON) for one reminder step; refuses what LINE would refuse."""
-    if not cards:
-        raise ValueError("a reminder carousel needs at least one product")
     if len(cards) > MAX_CAROUSEL_BUBBLES:
         raise ValueError(f"a carousel holds at most {MAX_CAROUSEL_BUBBLES} bubbles, got {len(cards)}")
-    title = truncate(step.title, MAX_TITLE) if step.title else None
-    bubbles = [_bubble(card, step, title) for card in cards]
-    for bubble in bubbles:
-        if _size(bubble) > MAX_BUBBLE_BYTES:
-            raise ValueError("a reminder bubble is over LINE's 30 KB limit")
-    carousel = {"type": "carousel", "contents": bubbles}
-    while _size(carousel) > MAX_CAROUSEL_BYTES and len(bubbles) > 1:
-        bubbles.pop()
-    return {"type": "flex", "altText": truncate(step.alt_text, MAX_ALT_TEXT), "contents": carousel}
+    return assemble_carousel([bubble_template(card, step).with_url(card.url) for card in cards], step)

@@ -26,7 +26,7 @@ from bot.line_client import LineApiError, QuotaExhausted
 from scheduler.jobs import JobContext, JobSummary, register_job
 from scheduler.reminders.plan import CAMPAIGN, Planned, Planner
 from storage.deliveries import DeliveryRepository
-from storage.reminders import ReminderPauses, ReminderStateRepository
+from storage.reminders import ReminderPauses, ReminderStateRepository, Settlement
 
 log = logging.getLogger("linecrm.reminders")
 
@@ -44,7 +44,8 @@ class EngineConfig:
 
 
 DEFAULT_CONFIG = EngineConfig()
-Outcome = tuple[dict[str, Any] | None, dict[str, Any]]  # (delivery record or None, reminder fields to set)
+# (delivery record or None, reminder fields to set, when a push went out or None)
+Outcome = tuple[dict[str, Any] | None, dict[str, Any], datetime | None]
 
 
 class RateLimiter:
@@ -120,9 +121,9 @@ class Run:
 
     async def _settle(self, planned: list[Planned], results: list[Outcome], token: str) -> None:
         """Record deliveries first, then advance: a crash in between is recovered by the record."""
-        await self.deliveries.record_many(record for record, _ in results if record is not None)
-        settle = [(item.customer["_id"], token, item.cycle_id, fields)
-                  for item, (_, fields) in zip(planned, results, strict=True)]
+        await self.deliveries.record_many(record for record, _, _ in results if record is not None)
+        settle = [Settlement(item.customer["_id"], token, item.cycle_id, fields, sent_at)
+                  for item, (_, fields, sent_at) in zip(planned, results, strict=True)]
         await self.state.settle(settle, self.now)
 
     def _record(self, item: Planned, status: str, reason: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -144,16 +145,17 @@ class Run:
         self.summary["customers"] += 1
         if item.recorded is not None:  # a crashed run recorded this step but did not advance
             self.summary["recovered"] += 1
-            return None, decision.state if decision.kind in ("send", "skip") else {}
+            sent_at = item.recorded.get("sent_at") if item.recorded.get("status") == "sent" else None
+            return None, decision.state if decision.kind in ("send", "skip") else {}, sent_at
         if decision.kind == "skip":
             self.summary[f"skipped:{decision.reason}"] += 1
-            return self._record(item, "skipped", decision.reason), decision.state
+            return self._record(item, "skipped", decision.reason), decision.state, None
         if decision.kind != "send":
             self.summary[decision.kind] += 1
-            return None, decision.state
+            return None, decision.state, None
         if item.shop_id in self.paused:
             self.summary["held:quota"] += 1
-            return None, {}
+            return None, {}, None
         return await self._push(item)
 
     async def _push(self, item: Planned) -> Outcome:
@@ -165,26 +167,26 @@ class Run:
         async with self.semaphore:
             await limiter.acquire()
             try:
-                result = await client.push(item.line_user_id, [item.message], retry_key=item.delivery_id)
+                result = await client.push_json(item.line_user_id, [item.message], retry_key=item.delivery_id)
             except QuotaExhausted as exc:
                 self.paused.add(item.shop_id)
                 await ReminderPauses(self.db).pause(item.shop_id, self.now, "monthly_quota")
                 self.summary["quota_exhausted"] += 1
                 log.error("shop %s: LINE monthly quota exhausted (%s); reminders paused", item.shop_id, exc.status)
-                return None, {}
+                return None, {}, None
             except LineApiError as exc:
                 if exc.status is not None and 400 <= exc.status < 500 or attempts >= MAX_ATTEMPTS:
                     self.summary["failed"] += 1
                     log.warning("shop %s: reminder push failed for good (status %s)", item.shop_id, exc.status)
                     return (self._record(item, "failed", f"line_{exc.status or 'no_answer'}", sent_at=None),
-                            item.decision.state)
+                            item.decision.state, None)
                 self.summary["retry_later"] += 1
-                return None, {"attempts": attempts, "next_due_at": self.now + self.config.retry_delay * attempts}
+                return None, {"attempts": attempts, "next_due_at": self.now + self.config.retry_delay * attempts}, None
         self.summary["sent"] += 1
         if result.already_accepted:
             self.summary["already_accepted"] += 1
         return (self._record(item, "sent", None, sent_at=self.now, request_id=result.request_id,
-                             already_accepted=result.already_accepted), item.decision.state)
+                             already_accepted=result.already_accepted), item.decision.state, self.now)
 
 
 async def run_reminders(ctx: JobContext, now: datetime, shop_id: str | None = None,

@@ -2,11 +2,15 @@
 
 Shared by the worker and the admin dry run, so a preview is exactly what would
 be sent. Reads per batch, never per customer, and never scans raw events: the
-customers arrive with their reminder state, their `reminder_profiles` (views
-and purchases kept at ingest) are one chunked `_id` read, and each shop's
-catalogue (products plus similar-product lists) is read once per run with one
+customers arrive with their reminder state (`storage.reminders.with_state`),
+their `reminder_profiles` (views and purchases kept at ingest) are one chunked
+`_id` read, and each shop's catalogue (products plus similar-product lists) is read once per run with one
 indexed scan. Delivery records are looked up only for customers a crashed run
 may have left half done. No sends, no claims, no writes.
+
+The Flex JSON is plain dicts: each product's bubble for a step is built once
+per run (`BubbleTemplate`) and shared by every customer shown it; only the
+click URL, which names the delivery, is patched in per customer.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from linebot.v3.messaging import Message
 from pymongo.asynchronous.cursor import AsyncCursor
 
-from bot.flex.reminder import ProductCard, build_reminder_carousel
+from bot.flex.reminder import BubbleTemplate, ProductCard, assemble_carousel, bubble_template
 from bot.line_client import retry_key_for
 from scheduler.reminders.choice import Candidates, ViewStat, candidate_lists
 from scheduler.reminders.decide import CustomerFacts, Decision, decide
@@ -90,7 +94,7 @@ class Planned:
     step: ReminderStep | None = None
     delivery_id: str | None = None
     key: str | None = None
-    message: Message | None = None  # the SDK model pushed as is (the dry run shows its JSON)
+    message: dict[str, Any] | None = None  # LINE's JSON, pushed as is (the dry run shows it); never mutate
     products: list[Document] = field(default_factory=list)
     recorded: Document | None = None  # a delivery already recorded for this step (crash recovery)
 
@@ -121,6 +125,7 @@ class Planner:
         self._db = database
         self._public_base = public_base
         self._shops: dict[str, ShopCatalogue | None] = {}
+        self._bubbles: dict[tuple[str, int, str], BubbleTemplate] = {}  # (shop, step index, product) → bubble
 
     async def _ensure_shops(self, shop_ids: Iterable[str]) -> None:
         missing = sorted({s for s in shop_ids if s not in self._shops})
@@ -166,6 +171,9 @@ class Planner:
         cat = self._shops.get(shop_id)
         if cat is None:
             return Planned(customer, shop_id, Decision("inactive", reason="unknown_shop", state={"next_due_at": None}))
+        if customer.get("customer_missing"):
+            return Planned(customer, shop_id,
+                           Decision("inactive", reason="unknown_customer", state={"next_due_at": None}))
         pool = cat.products
         facts = CustomerFacts(customer=customer, views=views, bought=bought)
         decision = decide(facts, cat.settings, cat.shop.timezone, pool, cat.candidates(), now)
@@ -177,13 +185,21 @@ class Planner:
         item.delivery_id, item.key = delivery_identity(shop_id, item.line_user_id, cycle_id, decision.step)
         if decision.kind == "send" and decision.choice is not None:
             item.products = [pool[s.product_id] for s in decision.choice.shown]
-            cards = [
-                ProductCard(
-                    title=str(p.get("title") or ""), url=click_url(self._public_base, item.delivery_id, index),
-                    price=int(p.get("price") or 0), sale_price=p.get("sale_price"), image_url=p.get("image_url"),
-                    total_stock=int(p.get("total_stock") or 0) if p.get("track_inventory") else None,
-                )
-                for index, p in enumerate(item.products)
-            ]
-            item.message = Message.from_dict(build_reminder_carousel(cards, item.step))
+            bubbles = [self._template(shop_id, decision.step, item.step, p)
+                       .with_url(click_url(self._public_base, item.delivery_id, index))
+                       for index, p in enumerate(item.products)]
+            item.message = assemble_carousel(bubbles, item.step)
         return item
+
+    def _template(self, shop_id: str, step_index: int, step: ReminderStep, product: Document) -> BubbleTemplate:
+        """The product's bubble on this step, built on first use in the run (the catalogue is fixed per run)."""
+        key = (shop_id, step_index, product["product_id"])
+        template = self._bubbles.get(key)
+        if template is None:
+            card = ProductCard(
+                title=str(product.get("title") or ""), url="", price=int(product.get("price") or 0),
+                sale_price=product.get("sale_price"), image_url=product.get("image_url"),
+                total_stock=int(product.get("total_stock") or 0) if product.get("track_inventory") else None,
+            )
+            template = self._bubbles[key] = bubble_template(card, step)
+        return template

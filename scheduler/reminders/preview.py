@@ -34,7 +34,7 @@ def describe(item: Planned, at: datetime) -> dict[str, Any]:
         "excluded": [{"product_id": e.product_id, "reason": e.reason} for e in (choice.excluded if choice else [])],
         "retry_key": item.delivery_id,
         "already_recorded": item.recorded is not None,
-        "message": item.message.to_dict() if item.message is not None else None,
+        "message": item.message,
     }
 
 

@@ -1,4 +1,4 @@
-"""Keeps `customers.reminder` and `reminder_profiles` current at ingest, so the worker reads by `_id`.
+"""Keeps `reminder_state` and `reminder_profiles` current at ingest, so the worker reads by `_id`.
 
 Listeners on the in-process signals: a product view on a linked browser starts
 a cycle when none is running and refreshes that product's entry in the
@@ -13,7 +13,7 @@ times), never a blind `$inc`, so each listener is safe to run twice. Never sends
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.cursor import AsyncCursor
@@ -128,10 +128,7 @@ async def on_browser_linked(
     if not settings.enabled:
         return
     repo = ReminderStateRepository(database)
-    customer = await repo.get(shop_id, line_user_id)
-    if customer is None:
-        return
-    reminder = customer.get("reminder") or {}
+    reminder = await repo.get_state(shop_id, line_user_id) or {}
     ended_at = as_utc(reminder["updated_at"]) if reminder.get("status") in ENDED and reminder.get("updated_at") else None
     # Only views after the last cycle ended start a new one.
     firsts = [as_utc(row["first_viewed_at"]) for row in rows if row.get("first_viewed_at")
@@ -155,21 +152,38 @@ async def on_order_recorded(database: Database, order: dict[str, Any], previous:
     Also keeps the profile's `bought` map: a paid order moves its products' dates
     forward; an order that stops counting for a customer (refund, other items,
     other customer) has those products recomputed from the customer's orders.
+
+    Runs on every order ingested, so the common case is one `_id` read: no
+    reminder state → nothing to stop or attribute; settings and the deliveries
+    query only when the state says a reminder went out recently.
     """
     line_user_id = order.get("line_user_id")
     shop_id = order["shop_id"]
     await update_bought(database, order, previous, as_utc(now))
-    deliveries = DeliveryRepository(database)
     if order.get("status") != "paid":
         if previous is not None and previous.get("status") == "paid":
-            await deliveries.remove_conversion(shop_id, order["order_id"])
+            await DeliveryRepository(database).remove_conversion(shop_id, order["order_id"])
         return
     if not line_user_id:
         return
     ordered_at = as_utc(order.get("ordered_at") or order.get("created_at") or now)
-    await ReminderStateRepository(database).stop_cycle(shop_id, line_user_id, ordered_at, as_utc(now))
+    repo = ReminderStateRepository(database)
+    state = await repo.get_state(shop_id, line_user_id)
+    if state is None:
+        return
+    claimed = state.get("claim") is not None
+    started = state.get("cycle_started_at")
+    if state.get("status") == "active" and started is not None and as_utc(started) <= ordered_at:
+        await repo.stop_cycle(shop_id, line_user_id, ordered_at, as_utc(now), claimed=claimed)
+    unsure = claimed or bool(state.get("sends_unsettled"))
+    last_sent = state.get("last_sent_at")
+    if last_sent is None and not unsure:
+        return
     tracking = await ShopSettingsRepository(database).get(shop_id, TrackingSettings)
-    await deliveries.attribute_order(order, tracking.attribution_window_days, CAMPAIGN)
+    window = timedelta(days=tracking.attribution_window_days)
+    if not unsure and last_sent is not None and as_utc(last_sent) < ordered_at - window:
+        return  # every push to this customer is older than the window
+    await DeliveryRepository(database).attribute_order(order, tracking.attribution_window_days, CAMPAIGN)
 
 
 async def update_bought(database: Database, order: dict[str, Any], previous: dict[str, Any] | None,

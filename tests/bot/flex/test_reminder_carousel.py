@@ -80,3 +80,42 @@ def test_long_names_and_many_products_stay_within_limits() -> None:
 def test_helpers() -> None:
     assert yen(1234567) == "¥1,234,567" and yen(0) == "¥0"
     assert truncate("🌟🌟🌟", 4) == "🌟…" and truncate("abc", 3) == "abc"
+
+
+def compact_size(obj: Any) -> int:
+    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def test_a_template_is_reused_across_customers_with_exact_sizes() -> None:
+    from bot.flex.reminder import assemble_carousel, bubble_template
+
+    step = ReminderStep(delay_days=3, title="注目", coupon_code="SAVE10")
+    templates = [bubble_template(card(i), step) for i in range(3)] + [bubble_template(card(9, image_url=None), step)]
+    frozen = json.dumps([t.bubble for t in templates])
+    for customer in ("a", "b"):
+        pairs = [t.with_url(f"https://bot.example/r/{customer * 32}-{i}") for i, t in enumerate(templates)]
+        assert all(size == compact_size(bubble) for bubble, size in pairs)
+        message = assemble_carousel(pairs, step)
+        assert message == build_reminder_carousel(
+            [card(i, url=f"https://bot.example/r/{customer * 32}-{i}") for i in range(3)]
+            + [card(9, image_url=None, url=f"https://bot.example/r/{customer * 32}-3")], step)
+        first = message["contents"]["contents"][0]
+        assert first["hero"]["action"]["uri"] == first["footer"]["contents"][0]["action"]["uri"]
+        assert first["footer"]["contents"][0]["action"]["uri"].startswith(f"https://bot.example/r/{customer * 32}")
+        Message.from_dict(message)
+    assert json.dumps([t.bubble for t in templates]) == frozen  # patching never touched the shared template
+    with pytest.raises(ValueError):
+        templates[0].with_url("javascript:alert(1)")
+
+
+def test_assembly_drops_bubbles_from_the_end_to_stay_under_50_kb() -> None:
+    from bot.flex.reminder import assemble_carousel, bubble_template
+
+    step = ReminderStep(delay_days=3)
+    big = [bubble_template(card(i, title="あ" * 80, image_url="https://shop.example/" + "i" * 1900), step)
+           for i in range(12)]
+    pairs = [t.with_url("https://bot.example/r/" + "x" * 900) for t in big]
+    message = assemble_carousel(pairs, step)
+    kept = message["contents"]["contents"]
+    assert 1 <= len(kept) < 12 and compact_size(message["contents"]) <= MAX_CAROUSEL_BYTES
+    assert compact_size({"type": "carousel", "contents": kept + [pairs[len(kept)][0]]}) > MAX_CAROUSEL_BYTES

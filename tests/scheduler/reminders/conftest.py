@@ -90,9 +90,9 @@ class World:
         return await self.sim.messages(to=user, kind="push")
 
     async def reminder(self, user: str) -> dict[str, Any]:
-        doc = await self.db["customers"].find_one({"_id": customer_key(self.shop.shop_id, user)})
-        assert doc is not None
-        return doc.get("reminder") or {}
+        """The customer's reminder state (`reminder_state`), `{}` before any cycle."""
+        doc = await self.db["reminder_state"].find_one({"_id": customer_key(self.shop.shop_id, user)})
+        return dict(doc or {})
 
     async def report(self, **query: str) -> dict[str, Any]:
         response = await self.client.get(f"/admin/api/v1/shops/{self.shop.shop_id}/reports/reminders",

@@ -101,7 +101,7 @@ async def test_due_query_and_claim_read_back_use_indexes(world: World) -> None:
     await seed(world, USERS[:3])
     now, wall = START + days(3), datetime.now(UTC)
     repo = ReminderStateRepository(world.db)
-    for shop_id, index in ((None, "reminder_due"), (world.shop.shop_id, "shop_reminder_due")):
+    for shop_id, index in ((None, "reminder_due"), (world.shop.shop_id, "reminder_due")):
         plan = json.dumps(await repo.due_cursor(now, wall, shop_id, [], 10).explain(), default=str)
         assert "COLLSCAN" not in plan and index in plan
     # The batch's own reads (profiles, catalogue, views, orders) are checked in test_profiles.py.

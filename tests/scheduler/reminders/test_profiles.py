@@ -126,7 +126,7 @@ async def test_batch_and_ingest_queries_use_indexes(world: World) -> None:
     assert len(await customer_views(world.db, shop_id, U1)) == 1
     cursors = [
         ("reminder_due", repo.due_stream_cursor(START + days(3), None, 10)),
-        ("shop_reminder_due", repo.due_stream_cursor(START + days(3), shop_id, 10)),
+        ("reminder_due", repo.due_stream_cursor(START + days(3), shop_id, 10)),
         ("shop_product", catalogue_cursor(world.db, shop_id)),
         ("_id_", world.db["reminder_profiles"].find({"_id": {"$in": [f"{shop_id}:{U1}", "x"]}})),
         ("_id_", world.db["customers"].find({"_id": {"$in": [f"{shop_id}:{U1}", "x"]}})),
