@@ -7,17 +7,24 @@ Collections
 - `shops`: one per tenant: name, time zone, LINE credentials (write-only through
   the API), hashed admin API keys, settings documents.
 - `customers`: a LINE user of one shop (`_id` = "<shop_id>:<line_user_id>"):
-  profile, friend/blocked/opted-out flags, tags, totals, points balance, the
-  reminder state (`next_due_at` …).
-- `browsers`: a first-party browser ID of one shop and the customer it is linked to.
+  profile, friend/blocked/opted-out flags, tags, totals, points balance.
+- `reminder_state`, `reminder_profiles`: the browse-reminder engine's lean
+  scheduling state (`next_due_at`, claims) and per-customer view/purchase
+  aggregates kept at ingest (storage.reminders).
+- `product_views`: per browser and product: view count, first/last view (linking).
+- `browsers`: a first-party browser ID of one shop, the customer it is linked to, and
+  its per-minute tracking budget (rate limit shared by all web processes).
 - `events`: browser events (page views, carts, purchases), unique by client event ID.
 - `webhook_events`: every LINE webhook event as received, unique by `webhookEventId`,
   with its handling state (so a crash between ack and handling is recovered).
 - `products`: the shop's catalogue with variants and summed stock.
 - `orders`: orders by the shop's order ID.
 - `points_ledger`: points transactions, unique by external transaction ID.
-- `campaigns`, `deliveries`: what was (or will be) sent to whom, unique by delivery key.
+- `deliveries`, `conversions`: what was sent (or skipped, or failed) to whom, unique
+  by delivery key; clicks and attributed orders.
 - `link_tokens`: one-time linking tokens (LINE Login state, chat codes, account-link nonces), TTL-expired.
+- `shop_settings`: typed settings sections per shop (storage.shop_settings).
+- `reminder_shop_state`: per-shop pauses of reminder sending (LINE monthly quota spent).
 
 This package knows MongoDB; it never knows HTTP.
 """

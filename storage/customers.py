@@ -8,7 +8,7 @@ Document (`customers`, `_id` = "<shop_id>:<line_user_id>"):
   linked (bool: at least one browser points here), browser_ids ([str]),
   totals: {purchase_count, total_spend, first_seen_at, last_purchase_at},
   points: {balance, ...} (owned by storage.points),
-  reminder: {...} (owned by the reminder engine),
+  (the browse-reminder state lives apart, in `reminder_state`: see storage.reminders),
   created_at, updated_at.
 
 A customer may exist before they follow (an order or a link import names them);
