@@ -11,21 +11,13 @@ from linebot.v3.messaging import Message
 from bot.flex.reminder import ProductCard, build_reminder_carousel, truncate, yen
 from bot.line_limits import MAX_ALT_TEXT, MAX_CAROUSEL_BYTES, utf16_len
 from storage.shop_settings import ReminderStep
+from tests.flex_helpers import flex_texts as texts
 
 
 def card(i: int = 0, **fields: Any) -> ProductCard:
     base = {"title": f"商品{i}", "url": f"https://bot.example/r/{'a' * 32}-{i}", "price": 12800,
             "image_url": f"https://shop.example/img/{i}.jpg", "total_stock": 50}
     return ProductCard(**{**base, **fields})
-
-
-def texts(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["text"]] if node.get("type") == "text" else []
-        return found + [t for v in node.values() for t in texts(v)]
-    if isinstance(node, list):
-        return [t for v in node for t in texts(v)]
-    return []
 
 
 def test_bubble_content_and_prices() -> None:

@@ -12,6 +12,7 @@ from linesim.client import SimClient
 from linesim.validation import validate_request
 from tests.bot.conftest import USER
 from tests.conftest import ShopHandle
+from tests.flex_helpers import flex_texts as _texts
 
 Play = Callable[..., Awaitable[dict[str, Any]]]
 PREFIX = "/admin/api/v1/shops/"
@@ -21,18 +22,6 @@ async def _admin(client: TestClient[Any, Any], shop: ShopHandle, method: str, pa
     response = await client.request(method, PREFIX + shop.shop_id + path, json=body, headers=shop.auth)
     assert response.status < 300, await response.text()
     return await response.json()
-
-
-def _texts(node: Any) -> list[str]:
-    """Every text in a Flex tree, in order."""
-    if isinstance(node, dict):
-        out = [node["text"]] if node.get("type") == "text" else []
-        for value in node.values():
-            out += _texts(value)
-        return out
-    if isinstance(node, list):
-        return [text for item in node for text in _texts(item)]
-    return []
 
 
 async def _last_reply(sim: SimClient) -> dict[str, Any]:

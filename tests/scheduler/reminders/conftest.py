@@ -119,10 +119,3 @@ def bubbles(push: dict[str, Any]) -> list[dict[str, Any]]:
     return list(message["contents"]["contents"])
 
 
-def texts(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["text"]] if node.get("type") == "text" else []
-        return found + [t for v in node.values() for t in texts(v)]
-    if isinstance(node, list):
-        return [t for v in node for t in texts(v)]
-    return []

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 from tests.conftest import START
-from tests.scheduler.reminders.conftest import World, bubbles, days, texts
+from tests.flex_helpers import flex_texts as texts
+from tests.scheduler.reminders.conftest import World, bubbles, days
 
 U1 = "U" + "a" * 32
 U2 = "U" + "b" * 32
