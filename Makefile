@@ -8,10 +8,12 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-# Debian packages the app and tests need: a Japanese font for rich-menu images,
-# Chromium for the real-browser linking test. Installed only when missing.
-DEBIAN_PACKAGES := fonts-ipafont-gothic chromium
-DEBIAN_STAMP := $(VENV)/.debian-installed
+# Debian packages: a Japanese font for rich-menu images (the app), plus Chromium
+# for the real-browser linking test. Installed only when missing.
+RUN_DEBIAN := fonts-ipafont-gothic
+TEST_DEBIAN := $(RUN_DEBIAN) chromium
+RUN_DEBIAN_STAMP := $(VENV)/.debian-run
+TEST_DEBIAN_STAMP := $(VENV)/.debian-test
 
 .PHONY: run test worker linesim bench clean system-deps
 
@@ -27,20 +29,17 @@ $(TEST_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $(RUN_STAMP) $@
 
-$(DEBIAN_STAMP): | $(BIN)/python
-	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian packages:$$missing"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
-	      || echo "warning: could not install$$missing"; \
-	  else echo "warning: missing Debian packages:$$missing (install them as root)"; fi; \
-	fi
+$(RUN_DEBIAN_STAMP): | $(BIN)/python
+	@bash tools/debian-packages.sh $(RUN_DEBIAN)
 	touch $@
 
-system-deps: $(DEBIAN_STAMP)
+$(TEST_DEBIAN_STAMP): | $(BIN)/python
+	@bash tools/debian-packages.sh $(TEST_DEBIAN)
+	touch $(RUN_DEBIAN_STAMP) $@
 
-run: $(RUN_STAMP) $(DEBIAN_STAMP)
+system-deps: $(TEST_DEBIAN_STAMP)
+
+run: $(RUN_STAMP) $(RUN_DEBIAN_STAMP)
 	$(BIN)/python -m bot
 
 worker: $(RUN_STAMP)
@@ -49,7 +48,7 @@ worker: $(RUN_STAMP)
 linesim: $(RUN_STAMP)
 	$(BIN)/python -m linesim --port 8090
 
-test: $(TEST_STAMP) $(DEBIAN_STAMP)
+test: $(TEST_STAMP) $(TEST_DEBIAN_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(TEST_STAMP)
