@@ -194,28 +194,10 @@ class ReminderStateRepository:
             return None
         return with_state(customer, state) if state is not None else {**customer, "reminder": {}}
 
-    def _due_filter(self, now: datetime, wall_now: datetime, shop_id: str | None,
-                    paused: Sequence[str]) -> dict[str, Any]:
-        query: dict[str, Any] = {
-            "next_due_at": {"$lte": now},
-            "lease_until": {"$not": {"$gt": wall_now}},  # never leased, or the lease ran out
-        }
-        if shop_id is not None:
-            query["shop_id"] = shop_id
-        elif paused:
-            query["shop_id"] = {"$nin": list(paused)}
-        return query
-
-    def due_cursor(self, now: datetime, wall_now: datetime, shop_id: str | None, paused: Sequence[str],
-                   limit: int) -> AsyncCursor[Document]:
-        """Unclaimed customers due at `now`, oldest first, through the `next_due_at` index."""
-        return self._state.find(
-            self._due_filter(now, wall_now, shop_id, paused), {"_id": 1}
-        ).sort("next_due_at", ASCENDING).hint(DUE_INDEX).limit(limit)
-
-    async def due_ids(self, now: datetime, wall_now: datetime, shop_id: str | None, paused: Sequence[str],
-                      limit: int) -> list[str]:
-        return [doc["_id"] async for doc in self.due_cursor(now, wall_now, shop_id, paused, limit)]
+    @staticmethod
+    def _claimable(now: datetime, wall_now: datetime) -> dict[str, Any]:
+        """Due at `now` and not leased (never leased, or the lease ran out by the wall clock)."""
+        return {"next_due_at": {"$lte": now}, "lease_until": {"$not": {"$gt": wall_now}}}
 
     async def due_stream(self, now: datetime, shop_id: str | None, size: int) -> AsyncIterator[list[DueRef]]:
         """Every customer due at `now`, oldest first, in lists of `size`: one cursor for the whole run.
@@ -250,7 +232,7 @@ class ReminderStateRepository:
         """
         if not ids:
             return []
-        due = self._due_filter(now, wall_now, None, ())
+        due = self._claimable(now, wall_now)
         unique = list(dict.fromkeys(ids))
         await asyncio.gather(*(
             self._state.update_many(

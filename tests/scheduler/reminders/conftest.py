@@ -19,6 +19,7 @@ from scheduler.reminders.engine import EngineConfig, run_reminders
 from storage import signals
 from storage.customers import CustomerRepository, customer_key
 from storage.database import Database
+from storage.reminders import ReminderStateRepository
 from tests.conftest import ShopHandle
 
 
@@ -107,6 +108,13 @@ async def world(client: TestClient[Any, Any], make_shop: Any, clock: FixedClock,
     shop = await make_shop()
     async with SimClient(linesim_url) as sim:
         yield World(client, shop, clock, sim)
+
+
+async def due_ids(repo: ReminderStateRepository, now: datetime, limit: int = 10) -> list[str]:
+    """The ids the engine's due stream would hand out first at `now`."""
+    async for batch in repo.due_stream(now, None, limit):
+        return [ref.id for ref in batch]
+    return []
 
 
 def days(n: float) -> timedelta:

@@ -9,7 +9,7 @@ from typing import Any
 from storage.customers import customer_key
 from storage.reminders import ReminderStateRepository, Settlement
 from tests.conftest import START
-from tests.scheduler.reminders.conftest import World, days
+from tests.scheduler.reminders.conftest import World, days, due_ids
 
 U1 = "U" + "d" * 32
 U2 = "U" + "e" * 32
@@ -64,7 +64,7 @@ async def test_a_cycle_stopped_while_claimed_keeps_its_send_for_attribution(worl
     await seed(world, U1)
     repo = ReminderStateRepository(world.db)
     now, wall = START + days(3), datetime.now(UTC)
-    (claimed,) = await repo.claim(await repo.due_ids(now, wall, None, [], 10), "w1", now, wall,
+    (claimed,) = await repo.claim(await due_ids(repo, now), "w1", now, wall,
                                   wall + timedelta(minutes=5))
     cycle_id = claimed["reminder"]["cycle_id"]
     # The order lands while the worker is pushing: it stops the cycle and drops the claim.
