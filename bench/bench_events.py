@@ -23,12 +23,12 @@ import os
 import random
 import secrets
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from bench.common import bench_database
 
 ORIGIN = "https://shop.example"
 
@@ -126,15 +126,13 @@ async def _stored(database: Any, shop_id: str) -> tuple[int, int]:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    from storage.embedded import free_port, start_embedded
+    async with bench_database("bench_events") as (uri, db_name):
+        await _bench(args, uri, db_name)
 
-    server = None
-    uri = os.environ.get("MONGODB_URI")
-    tmp = tempfile.TemporaryDirectory(prefix="bench-events-")
-    if not uri:
-        server = await start_embedded(Path(tmp.name))
-        uri = server.uri
-    db_name = "bench_events_" + secrets.token_hex(4)
+
+async def _bench(args: argparse.Namespace, uri: str, db_name: str) -> None:
+    from storage.embedded import free_port
+
     context = multiprocessing.get_context("spawn")
     port = free_port()
     ready = context.Event()
@@ -165,11 +163,7 @@ async def bench(args: argparse.Namespace) -> None:
         process.terminate()
         process.join(10)
         if database is not None:
-            await database.db.client.drop_database(db_name)
             await database.close()
-        if server is not None:
-            await server.stop()
-        tmp.cleanup()
 
 
 def main() -> None:

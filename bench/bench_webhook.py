@@ -20,15 +20,15 @@ import multiprocessing
 import os
 import secrets
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from bench.common import bench_database
 from linesim import webhook as events
+from storage.embedded import free_port
 
 SHOP_SECRET = "bench-channel-secret"
 
@@ -81,12 +81,6 @@ def _run(app: web.Application, port: int, ready: Any) -> None:
         await asyncio.Event().wait()
 
     asyncio.run(main())
-
-
-def _free_port() -> int:
-    from storage.embedded import free_port
-
-    return free_port()
 
 
 def _body(per_request: int) -> tuple[bytes, str]:
@@ -192,17 +186,13 @@ async def _wait_handled(database: Any, shop_id: str, expected: int, timeout: flo
 
 
 async def bench(args: argparse.Namespace) -> None:
-    from storage.embedded import start_embedded
+    async with bench_database("bench_webhook") as (uri, db_name):
+        await _bench(args, uri, db_name)
 
-    server = None
-    uri = os.environ.get("MONGODB_URI")
-    tmp = tempfile.TemporaryDirectory(prefix="bench-webhook-")
-    if not uri:
-        server = await start_embedded(Path(tmp.name))
-        uri = server.uri
-    db_name = "bench_webhook_" + secrets.token_hex(4)
+
+async def _bench(args: argparse.Namespace, uri: str, db_name: str) -> None:
     context = multiprocessing.get_context("spawn")
-    ours_port, reference_port = _free_port(), _free_port()
+    ours_port, reference_port = free_port(), free_port()
     ours_ready, reference_ready = context.Event(), context.Event()
     ours = context.Process(target=_serve_ours, args=(ours_port, uri, db_name, ours_ready), daemon=True)
     reference = context.Process(target=_serve_reference, args=(reference_port, reference_ready), daemon=True)
@@ -249,11 +239,7 @@ async def bench(args: argparse.Namespace) -> None:
             process.terminate()
             process.join(10)
         if database is not None:
-            await database.client.drop_database(db_name)
             await database.close()
-        if server is not None:
-            await server.stop()
-        tmp.cleanup()
 
 
 def main() -> None:

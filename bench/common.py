@@ -1,0 +1,34 @@
+"""What every benchmark needs: a MongoDB for one run, cleaned up afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from storage.database import connect
+from storage.embedded import start_embedded
+
+
+@contextlib.asynccontextmanager
+async def bench_database(prefix: str) -> AsyncIterator[tuple[str, str]]:
+    """(uri, database name): `MONGODB_URI` if set, else a fresh embedded server; the database is dropped after."""
+    uri = os.environ.get("MONGODB_URI")
+    db_name = f"{prefix}_{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as tmp:
+        server = None if uri else await start_embedded(Path(tmp))
+        if server is not None:
+            uri = server.uri
+        assert uri is not None
+        try:
+            yield uri, db_name
+        finally:
+            database = connect(uri, db_name)
+            with contextlib.suppress(Exception):
+                await database.client.drop_database(db_name)
+            await database.close()
+            if server is not None:
+                await server.stop()
