@@ -6,8 +6,8 @@ import hmac
 
 from aiohttp import web
 
-from admin_api.errors import ApiError
 from bot.typedefs import DATABASE, SETTINGS
+from core.errors import ApiError
 from storage.shops import Shop, ShopRepository
 
 

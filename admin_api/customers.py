@@ -8,12 +8,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, field_validator
 from pymongo.errors import DuplicateKeyError
 
-from admin_api.errors import ApiError
 from admin_api.models import Identifier, Label, Limit, StrictModel, Tag, Tags, path_id, unique
 from admin_api.orders import Email
-from admin_api.registry import SHOP_PATH, Call, api
+from admin_api.registry import SHOP_PATH, AdminApi, Call
+from core.errors import ApiError
 from storage.customers import CustomerRepository
 from storage.points import PointsRepository
+
+routes = AdminApi()  # composed with the other modules' routes in `admin_api.setup_admin_api`
 
 LineUserIds = Annotated[list[Identifier], Field(min_length=1, max_length=1000)]
 
@@ -140,7 +142,7 @@ def summary_view(doc: dict[str, Any]) -> CustomerSummary:
     )
 
 
-@api.route("GET", SHOP_PATH + "/customers/{line_user_id}", summary="Read a customer", response=CustomerView, tag="customers")
+@routes.route("GET", SHOP_PATH + "/customers/{line_user_id}", summary="Read a customer", response=CustomerView, tag="customers")
 async def get_customer(call: Call[None, None]) -> CustomerView:
     doc = await CustomerRepository(call.db).get(call.current_shop.shop_id, path_id(call, "line_user_id"))
     if doc is None:
@@ -148,7 +150,7 @@ async def get_customer(call: Call[None, None]) -> CustomerView:
     return await customer_view(call, doc)
 
 
-@api.route("PATCH", SHOP_PATH + "/customers/{line_user_id}", summary="Set rank, e-mail, shop customer ID or tags",
+@routes.route("PATCH", SHOP_PATH + "/customers/{line_user_id}", summary="Set rank, e-mail, shop customer ID or tags",
            body=CustomerPatch, response=CustomerView, tag="customers")
 async def patch_customer(call: Call[CustomerPatch, None]) -> CustomerView:
     line_user_id = path_id(call, "line_user_id")
@@ -168,7 +170,7 @@ async def patch_customer(call: Call[CustomerPatch, None]) -> CustomerView:
     return await customer_view(call, doc)
 
 
-@api.route("GET", SHOP_PATH + "/customers", summary="List customers (paged by line_user_id, filtered)",
+@routes.route("GET", SHOP_PATH + "/customers", summary="List customers (paged by line_user_id, filtered)",
            query=CustomerQuery, response=CustomerPage, tag="customers")
 async def list_customers(call: Call[None, CustomerQuery]) -> CustomerPage:
     q = call.query
@@ -182,7 +184,7 @@ async def list_customers(call: Call[None, CustomerQuery]) -> CustomerPage:
     )
 
 
-@api.route("POST", SHOP_PATH + "/customers/tags", summary="Add/remove tags and set rank for many customers",
+@routes.route("POST", SHOP_PATH + "/customers/tags", summary="Add/remove tags and set rank for many customers",
            body=TagsBulk, response=Updated, tag="customers")
 async def bulk_tags(call: Call[TagsBulk, None]) -> Updated:
     body = call.body
@@ -196,7 +198,7 @@ async def bulk_tags(call: Call[TagsBulk, None]) -> Updated:
     return Updated(updated=len(user_ids))
 
 
-@api.route("POST", SHOP_PATH + "/customers/mappings", summary="Record shop customer ID -> LINE user mappings",
+@routes.route("POST", SHOP_PATH + "/customers/mappings", summary="Record shop customer ID -> LINE user mappings",
            body=MappingsBulk, response=Updated, tag="customers")
 async def post_mappings(call: Call[MappingsBulk, None]) -> Updated:
     pairs = [(m.shop_customer_id, m.line_user_id) for m in call.body.mappings]

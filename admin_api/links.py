@@ -9,13 +9,15 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from admin_api.models import Identifier, StrictModel, Token
-from admin_api.registry import SHOP_PATH, Call, api
+from admin_api.registry import SHOP_PATH, AdminApi, Call
 from bot.typedefs import SETTINGS
 from linking.account_link import issue_nonce
 from linking.counts import link_counts
 from linking.links import link_browser
 from linking.models import BrowserId, LineUserId
 from storage.link_tokens import AccountLinkConfigRepository
+
+routes = AdminApi()  # composed with the other modules' routes in `admin_api.setup_admin_api`
 
 
 class LinkImport(StrictModel):
@@ -57,7 +59,7 @@ class AccountLinkConfig(StrictModel):
     login_url: LoginUrl | None = Field(description="the shop's login page; the bot sends users there with ?linkToken=")
 
 
-@api.route(
+@routes.route(
     "POST", SHOP_PATH + "/links", summary="Import an existing browser ↔ LINE user link", body=LinkImport,
     response=LinkResult, status=201, tag="linking",
 )
@@ -72,7 +74,7 @@ async def import_link(call: Call[LinkImport, None]) -> LinkResult:
     return result
 
 
-@api.route(
+@routes.route(
     "GET", SHOP_PATH + "/reports/links", summary="Friends, blocked, linked browsers, linked and reachable customers",
     response=LinkCountsView, tag="linking",
 )
@@ -81,7 +83,7 @@ async def link_report(call: Call[None, None]) -> LinkCountsView:
     return LinkCountsView(**counts.as_dict())
 
 
-@api.route(
+@routes.route(
     "POST", SHOP_PATH + "/account-link/nonces", summary="Issue the account-link nonce for a shop member",
     body=NonceRequest, response=NonceView, status=201, tag="linking",
 )
@@ -94,7 +96,7 @@ async def create_nonce(call: Call[NonceRequest, None]) -> NonceView:
     return NonceView(nonce=issued.nonce, expires_at=issued.expires_at, redirect_url=issued.redirect_url)
 
 
-@api.route(
+@routes.route(
     "PUT", SHOP_PATH + "/account-link", summary="Set the shop's login page for LINE's account link",
     body=AccountLinkConfig, response=AccountLinkConfig, tag="linking",
 )
@@ -103,7 +105,7 @@ async def put_account_link(call: Call[AccountLinkConfig, None]) -> AccountLinkCo
     return call.body
 
 
-@api.route(
+@routes.route(
     "GET", SHOP_PATH + "/account-link", summary="The shop's login page for LINE's account link",
     response=AccountLinkConfig, tag="linking",
 )

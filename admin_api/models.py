@@ -21,8 +21,8 @@ from pydantic import (
     field_validator,
 )
 
-from admin_api.errors import ApiError
-from bot.clock import as_utc
+from core.clock import as_utc
+from core.errors import ApiError
 from storage.paging import decode_cursor
 
 if TYPE_CHECKING:

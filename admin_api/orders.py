@@ -7,12 +7,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, field_validator
 
-from admin_api.errors import ApiError
 from admin_api.models import Identifier, StrictModel, TimeCursorQuery, Yen, path_id, to_millis
-from admin_api.registry import SHOP_PATH, Call, Reply, api
-from bot.clock import as_utc
+from admin_api.registry import SHOP_PATH, AdminApi, Call, Reply
+from core.clock import as_utc
+from core.errors import ApiError
 from storage.orders import Identity, OrderRepository, Recorded
 from storage.paging import encode_cursor
+
+routes = AdminApi()  # composed with the other modules' routes in `admin_api.setup_admin_api`
 
 OrderStatus = Literal["paid", "cancelled", "refunded"]
 Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
@@ -116,7 +118,7 @@ async def _record(call: Call[Any, Any], bodies: list[OrderBody]) -> list[Recorde
     return await repository.record_many(shop_id, incoming, call.now())
 
 
-@api.route("POST", SHOP_PATH + "/orders", summary="Record an order (idempotent by order_id; a changed status updates it)",
+@routes.route("POST", SHOP_PATH + "/orders", summary="Record an order (idempotent by order_id; a changed status updates it)",
            body=OrderBody, response=OrderView, status=201, tag="orders",
            extra_statuses={200: "The order ID was already known (unchanged or updated)"})
 async def post_order(call: Call[OrderBody, None]) -> Reply:
@@ -124,7 +126,7 @@ async def post_order(call: Call[OrderBody, None]) -> Reply:
     return Reply(201 if recorded.outcome == "created" else 200, order_view(recorded.order))
 
 
-@api.route("POST", SHOP_PATH + "/orders/bulk", summary="Record up to 500 orders (each idempotent by order_id)",
+@routes.route("POST", SHOP_PATH + "/orders/bulk", summary="Record up to 500 orders (each idempotent by order_id)",
            body=OrderBulk, response=BulkOrderResult, tag="orders")
 async def post_orders_bulk(call: Call[OrderBulk, None]) -> BulkOrderResult:
     counts = {"created": 0, "updated": 0, "unchanged": 0}
@@ -133,7 +135,7 @@ async def post_orders_bulk(call: Call[OrderBulk, None]) -> BulkOrderResult:
     return BulkOrderResult(**counts)
 
 
-@api.route("GET", SHOP_PATH + "/orders/{order_id}", summary="Read an order", response=OrderView, tag="orders")
+@routes.route("GET", SHOP_PATH + "/orders/{order_id}", summary="Read an order", response=OrderView, tag="orders")
 async def get_order(call: Call[None, None]) -> OrderView:
     doc = await OrderRepository(call.db).get(call.current_shop.shop_id, path_id(call, "order_id"))
     if doc is None:
@@ -141,7 +143,7 @@ async def get_order(call: Call[None, None]) -> OrderView:
     return order_view(doc)
 
 
-@api.route("GET", SHOP_PATH + "/orders", summary="List orders, newest first (paged, filtered by customer or status)",
+@routes.route("GET", SHOP_PATH + "/orders", summary="List orders, newest first (paged, filtered by customer or status)",
            query=OrderQuery, response=OrderPage, tag="orders")
 async def list_orders(call: Call[None, OrderQuery]) -> OrderPage:
     q = call.query

@@ -7,13 +7,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
-from admin_api.errors import ApiError
 from admin_api.models import Identifier, StrictModel, TimeCursorQuery, path_id, to_millis
-from admin_api.registry import SHOP_PATH, Call, Reply, api
-from bot.clock import as_utc
+from admin_api.registry import SHOP_PATH, AdminApi, Call, Reply
+from core.clock import as_utc
+from core.errors import ApiError
 from storage.customers import CustomerRepository
 from storage.paging import encode_cursor
 from storage.points import InsufficientPoints, PointsRepository, TransactionConflict
+
+routes = AdminApi()  # composed with the other modules' routes in `admin_api.setup_admin_api`
 
 Amount = Annotated[int, Field(strict=True, ge=-100_000_000, le=100_000_000)]
 
@@ -81,7 +83,7 @@ def _invalid(field: str, message: str) -> ApiError:
     return ApiError(422, "validation_error", f"{field}: {message}", field)
 
 
-@api.route("POST", SHOP_PATH + "/points/transactions", summary="Post a points transaction (idempotent by transaction_id)",
+@routes.route("POST", SHOP_PATH + "/points/transactions", summary="Post a points transaction (idempotent by transaction_id)",
            body=PointsTransaction, response=Posted, status=201, tag="points",
            extra_statuses={200: "Already recorded (same transaction)", 409: "Insufficient balance or transaction ID reused"})
 async def post_transaction(call: Call[PointsTransaction, None]) -> Reply:
@@ -114,7 +116,7 @@ async def post_transaction(call: Call[PointsTransaction, None]) -> Reply:
     return Reply(201 if posted.outcome == "created" else 200, view)
 
 
-@api.route("GET", SHOP_PATH + "/customers/{line_user_id}/points", summary="Balance and soonest expiry",
+@routes.route("GET", SHOP_PATH + "/customers/{line_user_id}/points", summary="Balance and soonest expiry",
            response=PointsView, tag="points")
 async def get_points(call: Call[None, None]) -> PointsView:
     line_user_id = path_id(call, "line_user_id")
@@ -122,7 +124,7 @@ async def get_points(call: Call[None, None]) -> PointsView:
     return PointsView(line_user_id=line_user_id, **summary.__dict__)
 
 
-@api.route("GET", SHOP_PATH + "/customers/{line_user_id}/points/history", summary="Ledger entries, newest first",
+@routes.route("GET", SHOP_PATH + "/customers/{line_user_id}/points/history", summary="Ledger entries, newest first",
            query=HistoryQuery, response=HistoryPage, tag="points")
 async def get_points_history(call: Call[None, HistoryQuery]) -> HistoryPage:
     line_user_id = path_id(call, "line_user_id")

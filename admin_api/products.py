@@ -7,10 +7,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StrictBool, ValidationError, field_validator
 
-from admin_api.errors import ApiError, from_validation_error
 from admin_api.models import Identifier, Label, Limit, Stock, StrictModel, Tag, Tags, Url, Yen, path_id, unique
-from admin_api.registry import SHOP_PATH, Call, Reply, api
+from admin_api.registry import SHOP_PATH, AdminApi, Call, Reply
+from core.errors import ApiError, from_validation_error
 from storage.products import ProductRepository
+
+routes = AdminApi()  # composed with the other modules' routes in `admin_api.setup_admin_api`
 
 
 class Variant(StrictModel):
@@ -114,7 +116,7 @@ def product_view(doc: dict[str, Any]) -> ProductView:
     return ProductView.model_validate({**doc, "image_urls": doc.get("image_urls", []), "tags": doc.get("tags", [])})
 
 
-@api.route("PUT", SHOP_PATH + "/products/{product_id}", summary="Create or replace a product (idempotent)",
+@routes.route("PUT", SHOP_PATH + "/products/{product_id}", summary="Create or replace a product (idempotent)",
            body=ProductBody, response=ProductView, tag="products", extra_statuses={201: "Created"})
 async def put_product(call: Call[ProductBody, None]) -> Reply:
     product_id = path_id(call, "product_id")
@@ -126,7 +128,7 @@ async def put_product(call: Call[ProductBody, None]) -> Reply:
     return Reply(201 if created else 200, product_view(doc))
 
 
-@api.route("POST", SHOP_PATH + "/products/bulk", summary="Create or replace up to 1,000 products in one request",
+@routes.route("POST", SHOP_PATH + "/products/bulk", summary="Create or replace up to 1,000 products in one request",
            body=ProductBulk, response=BulkResult, tag="products")
 async def bulk_put_products(call: Call[ProductBulk, None]) -> BulkResult:
     items = [(p.product_id, p.model_dump(exclude={"product_id"})) for p in call.body.products]
@@ -134,7 +136,7 @@ async def bulk_put_products(call: Call[ProductBulk, None]) -> BulkResult:
     return BulkResult(created=result.created, updated=result.updated)
 
 
-@api.route("GET", SHOP_PATH + "/products/{product_id}", summary="Read a product", response=ProductView, tag="products")
+@routes.route("GET", SHOP_PATH + "/products/{product_id}", summary="Read a product", response=ProductView, tag="products")
 async def get_product(call: Call[None, None]) -> ProductView:
     doc = await ProductRepository(call.db).get(call.current_shop.shop_id, path_id(call, "product_id"))
     if doc is None:
@@ -142,7 +144,7 @@ async def get_product(call: Call[None, None]) -> ProductView:
     return product_view(doc)
 
 
-@api.route("PATCH", SHOP_PATH + "/products/{product_id}", summary="Change some fields of a product (e.g. unpublish)",
+@routes.route("PATCH", SHOP_PATH + "/products/{product_id}", summary="Change some fields of a product (e.g. unpublish)",
            body=ProductPatch, response=ProductView, tag="products")
 async def patch_product(call: Call[ProductPatch, None]) -> ProductView:
     product_id = path_id(call, "product_id")
@@ -166,13 +168,13 @@ async def patch_product(call: Call[ProductPatch, None]) -> ProductView:
     return product_view(updated)
 
 
-@api.route("DELETE", SHOP_PATH + "/products/{product_id}", summary="Delete a product", status=204, tag="products")
+@routes.route("DELETE", SHOP_PATH + "/products/{product_id}", summary="Delete a product", status=204, tag="products")
 async def delete_product(call: Call[None, None]) -> None:
     if not await ProductRepository(call.db).delete(call.current_shop.shop_id, path_id(call, "product_id")):
         raise ApiError(404, "not_found", "no such product", "product_id")
 
 
-@api.route("GET", SHOP_PATH + "/products", summary="List products (paged by product_id, filtered)",
+@routes.route("GET", SHOP_PATH + "/products", summary="List products (paged by product_id, filtered)",
            query=ProductQuery, response=ProductPage, tag="products")
 async def list_products(call: Call[None, ProductQuery]) -> ProductPage:
     q = call.query

@@ -17,8 +17,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from admin_api.auth import authenticate_operator, authenticate_shop
-from admin_api.errors import ApiError, from_validation_error
 from bot.typedefs import CLOCK, DATABASE
+from core.errors import ApiError, from_validation_error
 from storage.database import Database
 from storage.shops import Shop
 
@@ -90,10 +90,16 @@ class Route:
 
 
 class AdminApi:
-    """The set of admin routes; feature modules add to it with `@api.route(...)`."""
+    """A set of admin routes: each feature module fills its own (`@routes.route(...)`), and
+    `admin_api.setup_admin_api` composes them with `include` (nothing registers itself globally)."""
 
     def __init__(self) -> None:
         self.routes: list[Route] = []
+
+    def include(self, *others: AdminApi) -> AdminApi:
+        for other in others:
+            self.routes.extend(other.routes)
+        return self
 
     def route(
         self,
@@ -177,5 +183,3 @@ def to_jsonable(value: Any) -> Any:
         return value.isoformat()
     return value
 
-
-api = AdminApi()

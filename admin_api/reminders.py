@@ -8,14 +8,16 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from admin_api.errors import ApiError
 from admin_api.models import Identifier, StrictModel
-from admin_api.registry import SHOP_PATH, Call, api
+from admin_api.registry import SHOP_PATH, AdminApi, Call
 from bot.typedefs import SETTINGS
-from scheduler.reminders.preview import dry_run
+from core.errors import ApiError
+from flows.reminders.preview import dry_run
 from storage.deliveries import DeliveryRepository, StepReport
 from storage.reminders import ReminderPauses
 from storage.shop_settings import ReminderSettings, ShopSettingsRepository
+
+routes = AdminApi()  # composed with the other modules' routes in `admin_api.setup_admin_api`
 
 MAX_PERIOD = timedelta(days=366)
 
@@ -64,7 +66,7 @@ def _bound(value: datetime | date | None, zone: ZoneInfo, *, end: bool, default:
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
-@api.route("GET", SHOP_PATH + "/reports/reminders", summary="Browse-reminder report per step over a period",
+@routes.route("GET", SHOP_PATH + "/reports/reminders", summary="Browse-reminder report per step over a period",
            query=ReportQuery, response=ReminderReport, tag="reports")
 async def reminder_report(call: Call[None, ReportQuery]) -> dict[str, Any]:
     shop = call.current_shop
@@ -88,7 +90,7 @@ async def reminder_report(call: Call[None, ReportQuery]) -> dict[str, Any]:
     }
 
 
-@api.route("GET", SHOP_PATH + "/reminders/dry-run",
+@routes.route("GET", SHOP_PATH + "/reminders/dry-run",
            summary="What the reminder engine would do for one customer at a moment (nothing is sent or claimed)",
            query=DryRunQuery, tag="reminders", extra_statuses={404: "unknown customer"})
 async def reminder_dry_run(call: Call[None, DryRunQuery]) -> dict[str, Any]:

@@ -13,13 +13,15 @@ from aiohttp import web
 from linebot.v3.messaging import ApiException
 from pydantic import BaseModel, Field
 
-from admin_api.errors import ApiError
-from admin_api.registry import SHOP_PATH, Call, api
+from admin_api.registry import SHOP_PATH, AdminApi, Call
 from bot.richmenu.deploy import deploy
 from bot.richmenu.font import FontNotFound
 from bot.richmenu.render import render
 from bot.typedefs import LINE, SETTINGS
+from core.errors import ApiError
 from storage.shop_settings import RichMenuSettings, ShopSettingsRepository
+
+routes = AdminApi()  # composed with the other modules' routes in `admin_api.setup_admin_api`
 
 
 class RichMenuDeployed(BaseModel):
@@ -38,7 +40,7 @@ def _line_message(exc: ApiException) -> str:
         return ""
 
 
-@api.route("GET", SHOP_PATH + "/rich-menu/preview.png", summary="The rich menu image as it would be deployed (PNG)",
+@routes.route("GET", SHOP_PATH + "/rich-menu/preview.png", summary="The rich menu image as it would be deployed (PNG)",
            tag="rich menu", extra_statuses={503: "No Japanese font installed"})
 async def preview_rich_menu(call: Call[None, None]) -> web.Response:
     settings = await ShopSettingsRepository(call.db).get(call.current_shop.shop_id, RichMenuSettings)
@@ -49,7 +51,7 @@ async def preview_rich_menu(call: Call[None, None]) -> web.Response:
     return web.Response(body=image, content_type="image/png")
 
 
-@api.route("POST", SHOP_PATH + "/rich-menu/deploy", summary="Render the rich menu from its settings and make it the default",
+@routes.route("POST", SHOP_PATH + "/rich-menu/deploy", summary="Render the rich menu from its settings and make it the default",
            response=RichMenuDeployed, status=201, tag="rich menu",
            extra_statuses={502: "LINE refused the rich menu", 503: "No Japanese font installed"})
 async def deploy_rich_menu(call: Call[None, None]) -> RichMenuDeployed:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from admin_api.registry import SHOP_PATH, Call, api
+from admin_api.registry import SHOP_PATH, AdminApi, Call
 from storage.shop_settings import SECTIONS, SettingsSection, ShopSettingsRepository
+
+routes = AdminApi()  # composed with the other modules' routes in `admin_api.setup_admin_api`
 
 
 def _declare(section: str, model: type[SettingsSection]) -> None:
@@ -26,9 +28,9 @@ def _declare(section: str, model: type[SettingsSection]) -> None:
 
     read.__name__ = f"get_{section}_settings"
     replace.__name__ = f"put_{section}_settings"
-    api.route("GET", path, summary=f"Read the effective {section} settings (defaults filled in)",
+    routes.route("GET", path, summary=f"Read the effective {section} settings (defaults filled in)",
               response=model, tag="settings")(read)
-    api.route("PUT", path, summary=f"Replace the {section} settings (omitted fields take their defaults)",
+    routes.route("PUT", path, summary=f"Replace the {section} settings (omitted fields take their defaults)",
               body=model, response=model, tag="settings")(replace)
 
 

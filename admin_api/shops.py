@@ -7,10 +7,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from admin_api.errors import ApiError
 from admin_api.models import StrictModel, TimeZoneName, Token
-from admin_api.registry import SHOP_PATH, Call, api
+from admin_api.registry import SHOP_PATH, AdminApi, Call
+from core.errors import ApiError
 from storage.shops import LineCredentials, ShopRepository
+
+routes = AdminApi()  # composed with the other modules' routes in `admin_api.setup_admin_api`
 
 LoginChannelId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
 
@@ -51,7 +53,7 @@ class ApiKeyRotated(BaseModel):
     api_key: str = Field(description="the new key (shown once); the previous keys stop working now")
 
 
-@api.route("POST", "/shops", summary="Create a shop", auth="operator", body=ShopCreate, response=ShopCreated, status=201)
+@routes.route("POST", "/shops", summary="Create a shop", auth="operator", body=ShopCreate, response=ShopCreated, status=201)
 async def create_shop(call: Call[ShopCreate, None]) -> ShopCreated:
     body = call.body
     credentials = LineCredentials(
@@ -66,12 +68,12 @@ async def create_shop(call: Call[ShopCreate, None]) -> ShopCreated:
     return ShopCreated(shop_id=shop.shop_id, api_key=api_key)
 
 
-@api.route("GET", SHOP_PATH, summary="Read the shop (without secrets)", response=ShopView)
+@routes.route("GET", SHOP_PATH, summary="Read the shop (without secrets)", response=ShopView)
 async def get_shop(call: Call[None, None]) -> dict[str, Any]:
     return call.current_shop.public_view()
 
 
-@api.route("PATCH", SHOP_PATH, summary="Update the shop's name, time zone or LINE credentials", body=ShopUpdate, response=ShopView)
+@routes.route("PATCH", SHOP_PATH, summary="Update the shop's name, time zone or LINE credentials", body=ShopUpdate, response=ShopView)
 async def update_shop(call: Call[ShopUpdate, None]) -> dict[str, Any]:
     mapping = {
         "name": "name",
@@ -95,7 +97,7 @@ async def update_shop(call: Call[ShopUpdate, None]) -> dict[str, Any]:
     return shop.public_view()
 
 
-@api.route("POST", SHOP_PATH + "/api-key", summary="Rotate the shop's API key", response=ApiKeyRotated)
+@routes.route("POST", SHOP_PATH + "/api-key", summary="Rotate the shop's API key", response=ApiKeyRotated)
 async def rotate_api_key(call: Call[None, None]) -> ApiKeyRotated:
     key = await ShopRepository(call.db).rotate_api_key(call.current_shop.shop_id, call.now())
     if key is None:

@@ -21,8 +21,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.settings import Settings
-from storage import signals
+from bot.typedefs import DATABASE
+from core.settings import Settings
 
 OPERATOR = "bench-operator"
 
@@ -73,7 +73,9 @@ async def run(args: argparse.Namespace) -> None:
                         post_batches("/products/bulk", "products", products))
             await timed("products bulk upsert (existing)", len(products), post_batches("/products/bulk", "products", products))
             if args.without_listeners:
-                signals.order_recorded._listeners.clear()
+                signals = client.app[DATABASE].signals
+                for listener in signals.order_recorded.listeners:
+                    signals.order_recorded.disconnect(listener)
             orders = [order(i, args.products) for i in range(args.orders)]
             await timed(f"orders bulk ingest ({min(args.batch, 500)}/request)", len(orders),
                         post_batches("/orders/bulk", "orders", orders))

@@ -39,7 +39,7 @@ def _serve(port: int, uri: str, db_name: str, ready: Any) -> None:
     from aiohttp import web
 
     from bot.app import create_app
-    from bot.settings import Settings
+    from core.settings import Settings
 
     logging.basicConfig(level=logging.WARNING)
     settings = Settings(mongodb_uri=uri, mongodb_db=db_name, line_api_base="http://127.0.0.1:9",
@@ -101,7 +101,7 @@ async def _closed(url: str, seconds: float, concurrency: int, batch: int, browse
 
 
 async def _prepare(uri: str, db_name: str) -> tuple[str, Any]:
-    from bot.clock import SystemClock
+    from core.clock import SystemClock
     from storage.database import connect
     from storage.shop_settings import ShopSettingsRepository, TrackingSettings
     from storage.shops import LineCredentials, ShopRepository

@@ -85,7 +85,7 @@ def wait_port(port: int, timeout: float = 60) -> None:
 
 
 async def seed(db: Any, args: argparse.Namespace, shop_id: str) -> None:
-    from scheduler.reminders.profile import views_from_rows
+    from flows.reminders.profile import views_from_rows
     from storage.reminders import new_cycle
     from storage.shop_settings import QuietHours, ReminderSettings, ShopSettingsRepository
 
@@ -135,7 +135,7 @@ async def seed(db: Any, args: argparse.Namespace, shop_id: str) -> None:
                     "last_viewed_at": anchor + timedelta(minutes=rng.randrange(60)),
                 })
             views += own
-            # The profile as the ingest listeners leave it (scheduler.reminders.state).
+            # The profile as the ingest listeners leave it (flows.reminders.state).
             profiles.append({"_id": f"{shop_id}:{user}", "shop_id": shop_id, "line_user_id": user,
                              "views": views_from_rows(own), "bought": {}, "updated_at": anchor})
         await db["customers"].insert_many(customers, ordered=False)
@@ -175,12 +175,13 @@ async def write_ceiling(db: Any, shop_id: str, customers: int) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    from bot.line_client import LineClients
-    from bot.settings import Settings
+    from core.line_client import LineClients
+    from core.settings import Settings
+    from delivery.context import JobContext
+    from flows.reminders.engine import EngineConfig, run_reminders
+    from flows.reminders.plan import Planner
     from linesim.client import SimClient
-    from scheduler.jobs import JobContext
-    from scheduler.reminders.engine import EngineConfig, run_reminders
-    from scheduler.reminders.plan import Planner
+    from storage import schema
     from storage.database import Database
     from storage.embedded import free_port, server_command
     from storage.reminders import CUSTOMER_FIELDS, ReminderStateRepository, find_by_ids, with_state
@@ -209,7 +210,7 @@ async def main(args: argparse.Namespace) -> None:
         listener = Commands()
         client: AsyncMongoClient[Any] = AsyncMongoClient(uri, tz_aware=True, event_listeners=[listener])
         database = Database(client=client, db=client["bench_" + secrets.token_hex(4)])
-        await database.ensure_indexes()
+        await database.ensure_indexes(schema.INDEXES)
         shop, _ = await ShopRepository(database).create(
             name="bench", timezone="Asia/Tokyo", line=LineCredentials("secret", "tok-" + secrets.token_hex(8)), now=NOW)
         await seed(database, args, shop.shop_id)

@@ -35,7 +35,7 @@ SHOP_SECRET = "bench-channel-secret"
 
 def _serve_ours(port: int, uri: str, db_name: str, ready: Any) -> None:
     from bot.app import create_app
-    from bot.settings import Settings
+    from core.settings import Settings
 
     settings = Settings(mongodb_uri=uri, mongodb_db=db_name, line_api_base="http://127.0.0.1:9",
                         line_data_api_base="http://127.0.0.1:9", public_base_url="http://bench.test",
@@ -163,7 +163,7 @@ def _line(name: str, result: dict[str, float]) -> str:
 
 
 async def _prepare(uri: str, db_name: str) -> tuple[str, Any]:
-    from bot.clock import SystemClock
+    from core.clock import SystemClock
     from storage.database import connect
     from storage.shops import LineCredentials, ShopRepository
 

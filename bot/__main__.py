@@ -8,7 +8,7 @@ import sys
 from aiohttp import web
 
 from bot.app import create_app
-from bot.settings import SettingsError, load_settings
+from core.settings import SettingsError, load_settings
 
 
 def main() -> int:

@@ -12,17 +12,18 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from admin_api import setup_admin_api
-from bot.clock import Clock, SystemClock
 from bot.health import healthz
-from bot.line_client import LineClients
 from bot.middlewares import error_middleware
 from bot.redirect import setup_redirect
-from bot.settings import Settings, load_settings
 from bot.tasks import background_tasks_ctx
 from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS
 from bot.webhook import setup_webhook
+from core.clock import Clock, SystemClock
+from core.line_client import LineClients
+from core.settings import Settings, load_settings
+from flows.listeners import connect_listeners
 from linking import setup_linking
-from scheduler import reminders  # noqa: F401 - registers the reminder listeners (views, links, orders)
+from storage import schema
 from storage.lifecycle import open_database
 
 log = logging.getLogger("linecrm.web")
@@ -32,7 +33,8 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    async with open_database(settings.mongodb_uri, settings.mongodb_db, settings.data_dir) as database:
+    async with open_database(settings.mongodb_uri, settings.mongodb_db, settings.data_dir, schema.INDEXES) as database:
+        connect_listeners(database.signals)
         app[DATABASE] = database
         yield
 

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from admin_api.errors import ApiError, error_response
+from core.errors import ApiError, error_response
 
 log = logging.getLogger("linecrm.web")
 

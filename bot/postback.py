@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 from urllib.parse import parse_qsl, urlencode
 
-from bot.line_limits import MAX_POSTBACK_DATA, utf16_len
+from core.line_limits import MAX_POSTBACK_DATA, utf16_len
 
 VERSION = "1"
 Action = Literal["points", "history", "link", "opt_out", "opt_in"]

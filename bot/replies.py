@@ -14,8 +14,8 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
-from bot.line_client import InvalidReplyToken, LineClient, MessageLike, SendResult, retry_key_for
 from bot.router import EventContext
+from core.line_client import InvalidReplyToken, LineClient, MessageLike, SendResult, retry_key_for
 from storage.customers import CustomerRepository
 from storage.database import Database
 from storage.webhook_events import WebhookEventRepository

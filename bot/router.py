@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.line_client import LineClient
-from bot.settings import Settings
+from core.line_client import LineClient
+from core.settings import Settings
 from storage.database import Database
 from storage.shop_settings import MessagingSettings, ShopSettingsRepository
 from storage.shops import Shop

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from bot.clock import Clock
-from bot.settings import Settings
+from core.clock import Clock
+from core.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.line_client import LineClients
+    from core.line_client import LineClients
     from storage.database import Database
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -26,13 +26,13 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from admin_api.errors import ApiError, field_path
 from bot.handlers import build_router
-from bot.line_client import LineClients
 from bot.router import EventContext, Router
-from bot.settings import Settings
 from bot.tasks import spawn
 from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS
+from core.errors import ApiError, field_path
+from core.line_client import LineClients
+from core.settings import Settings
 from storage.database import Database, Document
 from storage.shops import Shop, ShopRepository
 from storage.webhook_events import HandlingResult, WebhookEventRepository

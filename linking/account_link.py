@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from linebot.v3.messaging import ApiException
 
-from bot.line_client import LineApiError, LineClient
+from core.line_client import LineApiError, LineClient
 from linking.links import LinkOutcome, LinkStatus, link_browser
 from storage.customers import CustomerRepository
 from storage.database import Database

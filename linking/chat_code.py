@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from bot.line_client import LineClient
 from bot.typedefs import CLOCK, DATABASE, LINE
+from core.line_client import LineClient
 from linking.links import LinkOutcome, LinkStatus, link_browser
 from linking.login import LinkStart, link_start
 from linking.pages import render

@@ -10,26 +10,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict, dataclass
 
-from pymongo import ASCENDING
-
 from storage.browsers import BrowserRepository
-from storage.database import Database, IndexSpec, register_indexes
-
-register_indexes(
-    [
-        IndexSpec(
-            "customers",
-            [("shop_id", ASCENDING), ("linked", ASCENDING), ("friend", ASCENDING), ("blocked", ASCENDING),
-             ("opted_out", ASCENDING)],
-            "shop_linked_reachable",
-        ),
-    ]
-)
-
-
-def reachable_filter(shop_id: str) -> dict[str, object]:
-    return {"shop_id": shop_id, "linked": True, "friend": True, "blocked": False, "opted_out": False}
-
+from storage.customers import reachable_filter
+from storage.database import Database
 
 COUNT_FILTERS = {
     "friends": lambda shop_id: {"shop_id": shop_id, "friend": True},

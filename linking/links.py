@@ -4,7 +4,7 @@ LINE Login, chat codes, account link and the admin import all end here, so the
 rules hold once: a browser belongs to at most one LINE user per shop; it moves
 only through a new successful link, which is recorded in `link_history`; once
 linked, the browser's earlier product views count for the customer; the
-customer's `linked` / `browser_ids` follow; `signals.browser_linked` tells the
+customer's `linked` / `browser_ids` follow; `browser_linked` (a durable signal) tells the
 reminder engine to recompute. Safe to call again after a crash (idempotent).
 """
 
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from storage import signals
 from storage.browsers import BrowserRepository
 from storage.customers import CustomerRepository
 from storage.database import Database
@@ -80,6 +79,8 @@ async def link_browser(
     """Point the browser at the LINE user and carry its history over to the customer."""
     browsers = BrowserRepository(db)
     customers = CustomerRepository(db)
+    # Written first: a crash anywhere below leaves it for the worker, whose listeners rebuild from the link.
+    intent = await db.signals.browser_linked.intend(db, shop_id, browser_id, line_user_id, now, now=now)
     previous: str | None = None
     for _ in range(_ATTEMPTS):
         doc = await browsers.get(shop_id, browser_id)
@@ -99,5 +100,5 @@ async def link_browser(
     if status is LinkStatus.MOVED and previous:
         await customers.remove_browser(shop_id, previous, browser_id, now)
         log.info("browser moved to another LINE user shop=%s method=%s", shop_id, method)
-    await signals.browser_linked.send(db, shop_id, browser_id, line_user_id, now)
+    await intent.deliver()
     return LinkOutcome(status, shop_id, browser_id, line_user_id, previous, method)

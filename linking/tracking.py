@@ -6,7 +6,7 @@ size and JSON → pydantic validation of every event → the per-browser budget
 client's event ID, the browser's view counters by `$inc` in one bulk write) →
 204. Only events stored now count, so a retried beacon never double-counts a
 view. Views of a linked browser are attributed to its LINE user and announced
-with `signals.product_viewed`.
+with the durable `product_viewed` signal.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from admin_api.errors import ApiError, from_validation_error
 from admin_api.models import Identifier
 from bot.typedefs import CLOCK, DATABASE
+from core.errors import ApiError, from_validation_error
 from linking.models import BrowserId, EventId, PageUrl, ShortValue
-from storage import signals
 from storage.browsers import BrowserRepository, ViewCount
 from storage.database import Database, Document
 from storage.events import EventRepository, event_key
 from storage.shop_settings import ShopSettingsRepository, TrackingSettings
 from storage.shops import ShopRepository
+from storage.signals import deliver_all, drop_all
 
 MAX_BODY_BYTES = 32 * 1024
 MAX_BATCH = 20
@@ -124,6 +124,15 @@ async def ingest(db: Database, shop_id: str, events: list[BrowserEvent], now: da
         )
         if not allowed:
             raise ApiError(429, "rate_limited", "too many events from this browser; try again in a minute", "browser_id")
+    # The views' intents go first (durable signals): a crash after the events are stored leaves them
+    # for the worker, whose listeners recompute from the view rows.
+    viewed = {browser_id: sorted({e.product_id for e in own if e.type == "page_view" and e.product_id})
+              for browser_id, own in by_browser.items()}
+    viewed = {browser_id: products for browser_id, products in viewed.items() if products}
+    known = await browsers.line_users(shop_id, viewed) if viewed else {}
+    planned = [(b, pid) for b, products in viewed.items() if known.get(b) for pid in products]
+    intents = await db.signals.product_viewed.intend_many(db, [(shop_id, known[b], pid, now) for b, pid in planned],
+                                                          now)
     stored = await EventRepository(db).insert_new([event_document(shop_id, event, now) for event in events])
     new_views: dict[str, list[ViewCount]] = {}
     first_views: dict[str, list[str]] = {}
@@ -132,6 +141,7 @@ async def ingest(db: Database, shop_id: str, events: list[BrowserEvent], now: da
         if views:
             new_views[browser_id] = views
             first_views[browser_id] = await browsers.add_views(shop_id, browser_id, views)
+    late = []
     if new_views:
         # Read the owner after writing the views: a link racing with us either sees our new
         # view documents or we see its owner, so no view is left unattributed.
@@ -142,8 +152,12 @@ async def ingest(db: Database, shop_id: str, events: list[BrowserEvent], now: da
                 continue
             if first_views[browser_id]:
                 await browsers.claim_views(shop_id, browser_id, line_user_id)
-            for view in views:
-                await signals.product_viewed.send(db, shop_id, line_user_id, view.product_id, now)
+            if line_user_id != known.get(browser_id):  # linked (or moved) while we wrote: no intent yet
+                late += [(shop_id, line_user_id, view.product_id, now) for view in views]
+    fresh = {(b, view.product_id) for b, views in new_views.items() for view in views}
+    await drop_all([intent for intent, view in zip(intents, planned, strict=True) if view not in fresh])
+    await deliver_all([intent for intent, view in zip(intents, planned, strict=True) if view in fresh]
+                      + await db.signals.product_viewed.intend_many(db, late, now))
     return len(stored)
 
 

@@ -16,11 +16,13 @@ from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.clock import SystemClock, as_utc
-from bot.line_client import LineClients
-from bot.settings import Settings, SettingsError, load_settings
-from scheduler import reminders  # noqa: F401 - registers the reminders job and listeners
-from scheduler.jobs import JobContext, run_due_jobs
+from core.clock import SystemClock, as_utc
+from core.line_client import LineClients
+from core.settings import Settings, SettingsError, load_settings
+from delivery.context import JobContext
+from flows.listeners import connect_listeners
+from scheduler.jobs import run_due_jobs
+from storage import schema
 from storage.lifecycle import open_database
 
 log = logging.getLogger("linecrm.scheduler")
@@ -49,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
 
 @contextlib.asynccontextmanager
 async def job_context(settings: Settings) -> AsyncIterator[JobContext]:
-    async with open_database(settings.mongodb_uri, settings.mongodb_db, settings.data_dir) as database:
+    async with open_database(settings.mongodb_uri, settings.mongodb_db, settings.data_dir, schema.INDEXES) as database:
+        connect_listeners(database.signals)
         line = LineClients(settings.line_api_base, timeout=settings.line_timeout_seconds)
         try:
             worker_id = f"{socket.gethostname()}:{os.getpid()}"

@@ -1,30 +1,16 @@
-"""The registry of scheduled jobs and the one function that runs every due job at a moment."""
+"""The worker's jobs, listed explicitly, and the one function that runs every due job at a moment."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.line_client import LineClients
-from bot.settings import Settings
-from storage.database import Database
+from delivery.context import JobContext, JobSummary
+from flows.reminders.engine import run_reminders
 
 log = logging.getLogger("linecrm.scheduler")
-
-JobSummary = dict[str, int]
-
-
-@dataclass(frozen=True)
-class JobContext:
-    """What a job may use: no globals, everything handed in."""
-
-    database: Database
-    line: LineClients
-    settings: Settings
-    worker_id: str
-
 
 JobFunction = Callable[[JobContext, datetime, str | None], Awaitable[JobSummary]]
 
@@ -35,24 +21,23 @@ class Job:
     run: JobFunction
 
 
-JOBS: list[Job] = []
+async def drain_outbox(ctx: JobContext, now: datetime, shop_id: str | None) -> JobSummary:
+    """Ingest-signal intents left by a crash or a failed listener (`storage.signals`), run again."""
+    return await ctx.database.signals.drain(ctx.database, now)
 
 
-def register_job(name: str) -> Callable[[JobFunction], JobFunction]:
-    """Feature packages add their job here; `run_due_jobs` runs them all in order."""
-
-    def add(function: JobFunction) -> JobFunction:
-        if all(job.name != name for job in JOBS):
-            JOBS.append(Job(name, function))
-        return function
-
-    return add
+# Order matters: the outbox first, so flow state left behind by a crash is current before the flows run.
+JOBS: Sequence[Job] = (
+    Job("outbox", drain_outbox),
+    Job("reminders", run_reminders),
+)
 
 
-async def run_due_jobs(ctx: JobContext, now: datetime, shop_id: str | None = None) -> dict[str, JobSummary]:
+async def run_due_jobs(ctx: JobContext, now: datetime, shop_id: str | None = None,
+                       jobs: Sequence[Job] = JOBS) -> dict[str, JobSummary]:
     """Run every job for `now` once; one job failing does not stop the others (it is retried next tick)."""
     summary: dict[str, JobSummary] = {}
-    for job in JOBS:
+    for job in jobs:
         try:
             summary[job.name] = await job.run(ctx, now, shop_id)
         except Exception:

@@ -24,10 +24,11 @@ from typing import Any
 from pymongo import ASCENDING, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from storage.database import Database, Document, IndexSpec, register_indexes
+from storage.database import Database, Document, IndexSpec
 
-register_indexes(
+INDEXES: list[IndexSpec] = (
     [
+        IndexSpec("browsers", [("shop_id", ASCENDING), ("browser_id", ASCENDING)], "shop_browser", unique=True),
         IndexSpec("browsers", [("shop_id", ASCENDING), ("line_user_id", ASCENDING)], "shop_line_user"),
         IndexSpec("product_views", [("shop_id", ASCENDING), ("line_user_id", ASCENDING)], "shop_line_user"),
         IndexSpec("product_views", [("shop_id", ASCENDING), ("browser_id", ASCENDING)], "shop_browser"),

@@ -20,9 +20,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ReturnDocument, UpdateMany, UpdateOne
+from pymongo import ASCENDING, ReturnDocument, UpdateMany, UpdateOne
 
-from storage.database import Database, Document, IndexSpec, register_indexes
+from storage.database import Database, Document, IndexSpec
 
 
 def customer_key(shop_id: str, line_user_id: str) -> str:
@@ -43,6 +43,11 @@ def new_customer_fields(shop_id: str, line_user_id: str, now: datetime) -> dict[
         "totals": {"purchase_count": 0, "total_spend": 0, "first_seen_at": now, "last_purchase_at": None},
         "created_at": now,
     }
+
+
+def reachable_filter(shop_id: str) -> dict[str, object]:
+    """Linked customers we may push to (`is_reachable` plus linked), as an indexed query."""
+    return {"shop_id": shop_id, "linked": True, "friend": True, "blocked": False, "opted_out": False}
 
 
 def is_reachable(customer: Document) -> bool:
@@ -210,9 +215,12 @@ class CustomerRepository:
         await self._customers.update_one({"_id": key, "browser_ids": {"$size": 0}}, {"$set": {"linked": False}})
 
 
-register_indexes(
+INDEXES: list[IndexSpec] = (
     [
+        IndexSpec("customers", [("shop_id", ASCENDING), ("line_user_id", ASCENDING)], "shop_user", unique=True),
         IndexSpec("customers", [("shop_id", 1), ("tags", 1), ("line_user_id", 1)], "shop_tag_user"),
+        IndexSpec("customers", [("shop_id", 1), ("linked", 1), ("friend", 1), ("blocked", 1), ("opted_out", 1)],
+                  "shop_linked_reachable"),
         IndexSpec("customers", [("shop_id", 1), ("rank", 1), ("line_user_id", 1)], "shop_rank_user"),
         IndexSpec("customers", [("shop_id", 1), ("friend", 1), ("line_user_id", 1)], "shop_friend_user"),
         IndexSpec("customers", [("shop_id", 1), ("linked", 1), ("line_user_id", 1)], "shop_linked_user"),

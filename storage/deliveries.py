@@ -21,8 +21,8 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError
 
-from bot.clock import as_utc
-from storage.database import Database, Document, IndexSpec, register_indexes
+from core.clock import as_utc
+from storage.database import Database, Document, IndexSpec
 from storage.reminders import find_by_ids
 
 DUPLICATE_KEY = 11000
@@ -30,8 +30,10 @@ CAMPAIGN_AT_INDEX = [("shop_id", ASCENDING), ("campaign", ASCENDING), ("at", ASC
 USER_SENT_INDEX = [("shop_id", ASCENDING), ("line_user_id", ASCENDING), ("sent_at", DESCENDING)]
 CONVERSIONS_INDEX = [("shop_id", ASCENDING), ("campaign", ASCENDING), ("ordered_at", ASCENDING)]
 # Queries name their index (`hint`): SecantusDB's planner otherwise scans when a filter has extra fields.
-register_indexes([
-    IndexSpec("deliveries", CAMPAIGN_AT_INDEX, "shop_campaign_at"),
+INDEXES: list[IndexSpec] = ([
+
+    IndexSpec("deliveries", [("shop_id", ASCENDING), ("key", ASCENDING)], "shop_delivery", unique=True),
+        IndexSpec("deliveries", CAMPAIGN_AT_INDEX, "shop_campaign_at"),
     IndexSpec("deliveries", USER_SENT_INDEX, "shop_user_sent"),
     IndexSpec("conversions", CONVERSIONS_INDEX, "shop_campaign_ordered"),
 ])

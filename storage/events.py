@@ -13,11 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError
 
-from storage.database import Database, Document
+from storage.database import Database, Document, IndexSpec
 
 DUPLICATE_KEY = 11000
+INDEXES: list[IndexSpec] = [
+    IndexSpec("events", [("shop_id", ASCENDING), ("event_id", ASCENDING)], "shop_event", unique=True),
+]
 
 
 def event_key(shop_id: str, event_id: str) -> str:

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from storage.database import Database, connect
+from storage.database import Database, IndexSpec, connect
 from storage.embedded import start_embedded
 
 
 @contextlib.asynccontextmanager
-async def open_database(uri: str | None, db_name: str, data_dir: Path) -> AsyncIterator[Database]:
-    """Connect (starting the embedded server when no URI is given) and ensure indexes."""
+async def open_database(uri: str | None, db_name: str, data_dir: Path,
+                        indexes: Sequence[IndexSpec]) -> AsyncIterator[Database]:
+    """Connect (starting the embedded server when no URI is given) and ensure the process's indexes."""
     server = None
     if uri is None:
         server = await start_embedded(data_dir)
         uri = server.uri
     database = connect(uri, db_name)
     try:
-        await database.ensure_indexes()
+        await database.ensure_indexes(indexes)
         yield database
     finally:
         await database.close()

@@ -19,10 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from bot.clock import as_utc
-from storage.database import Database
+from core.clock import as_utc
+from storage.database import Database, IndexSpec
+
+INDEXES: list[IndexSpec] = [
+    IndexSpec("link_tokens", [("expires_at", ASCENDING)], "expiry", expire_after_seconds=0),
+]
 
 
 class TokenKind(enum.StrEnum):

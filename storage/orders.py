@@ -35,16 +35,17 @@ from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from storage import signals
 from storage.customers import customer_key, new_customer_fields
-from storage.database import Database, Document, IndexSpec, register_indexes
+from storage.database import Database, Document, IndexSpec
 from storage.paging import newest_first_page
 from storage.products import ProductRepository
+from storage.signals import Intent
 
 # Time fields are indexed ascending even though we read newest first: SecantusDB 0.7 answers a
 # one-sided `$gte` over a descending index key with nothing (found while testing this module).
-register_indexes(
+INDEXES: list[IndexSpec] = (
     [
+        IndexSpec("orders", [("shop_id", ASCENDING), ("order_id", ASCENDING)], "shop_order", unique=True),
         IndexSpec("orders", [("shop_id", ASCENDING), ("ordered_at", ASCENDING), ("_id", ASCENDING)], "shop_ordered"),
         IndexSpec(
             "orders",
@@ -248,25 +249,30 @@ class OrderRepository:
         (line_user_id already resolved; `ordered_at` None means "keep the stored one, else now").
         """
         recorded: list[Recorded] = []
+        intents: list[Intent] = []
         for start in range(0, len(incoming), CHUNK):
-            recorded += await self._commit_chunk(shop_id, incoming[start:start + CHUNK], now)
+            chunk, chunk_intents = await self._commit_chunk(shop_id, incoming[start:start + CHUNK], now)
+            recorded += chunk
+            intents += chunk_intents
         await self._ensure_customers(shop_id, recorded, now)
-        await self._announce(recorded, now)
+        for intent in intents:  # in batch order (the database serves one at a time anyway)
+            await intent.deliver()
         return recorded
 
     async def _commit_chunk(
         self, shop_id: str, incoming: Sequence[tuple[str, Mapping[str, Any]]], now: datetime
-    ) -> list[Recorded]:
+    ) -> tuple[list[Recorded], list[Intent]]:
         keys = sorted({order_key(shop_id, order_id) for order_id, _ in incoming})
         for attempt in range(MAX_ATTEMPTS):
             stored = {doc["_id"]: doc async for doc in self._orders.find({"_id": {"$in": keys}})}
             plan = plan_batch(shop_id, incoming, stored, now)
             if not plan.has_writes:
-                return plan.recorded  # a replay: nothing to write
+                return plan.recorded, []  # a replay: nothing to write
+            intents: list[Intent] = []
             try:
                 async with self._database.client.start_session() as session:
-                    await session.with_transaction(partial(self._write, shop_id, plan, now))
-                return plan.recorded
+                    await session.with_transaction(partial(self._write, shop_id, plan, now, intents))
+                return plan.recorded, intents
             except (StaleBatch, DuplicateKeyError, BulkWriteError) as exc:
                 if isinstance(exc, BulkWriteError) and not _only_duplicates(exc):
                     raise
@@ -276,8 +282,10 @@ class OrderRepository:
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
         raise AssertionError("unreachable")
 
-    async def _write(self, shop_id: str, plan: BatchPlan, now: datetime, session: AsyncClientSession) -> None:
-        """Inside the transaction: the orders (guarded by version), then the summed differences."""
+    async def _write(self, shop_id: str, plan: BatchPlan, now: datetime, intents: list[Intent],
+                     session: AsyncClientSession) -> None:
+        """Inside the transaction: the orders (guarded by version), the summed differences, and the
+        `order_recorded` intents, so a crash after the commit leaves them for the worker's outbox drain."""
         ops: list[InsertOne[Document] | ReplaceOne[Document]] = [InsertOne(order) for order in plan.inserts]
         ops += [ReplaceOne({"_id": order["_id"], "version": version}, order) for order, version in plan.replaces]
         result = await self._orders.bulk_write(ops, ordered=True, session=session)
@@ -307,6 +315,11 @@ class OrderRepository:
             await self._customers.bulk_write(updates, ordered=False, session=session)
         quantities = {product_id: qty for product_id, qty in sorted(plan.quantities.items()) if qty}
         await ProductRepository(self._database).add_sold(shop_id, quantities, session=session)
+        intents.clear()  # a retried transaction writes them again
+        for r in plan.recorded:
+            if r.outcome != "unchanged":
+                intents.append(await self._database.signals.order_recorded.intend(
+                    self._database, r.order, r.previous, now, now=now, session=session))
 
     async def _ensure_customers(self, shop_id: str, recorded: Sequence[Recorded], now: datetime) -> None:
         """A LINE user named by an unpaid order exists as a customer too (paid ones were upserted with their totals)."""
@@ -321,12 +334,6 @@ class OrderRepository:
         except BulkWriteError as exc:  # a concurrent upsert created it first: that is all we wanted
             if not _only_duplicates(exc):
                 raise
-
-    async def _announce(self, recorded: Sequence[Recorded], now: datetime) -> None:
-        """`order_recorded` once per change, in batch order (the database serves one at a time anyway)."""
-        for r in recorded:
-            if r.outcome != "unchanged":
-                await signals.order_recorded.send(self._database, r.order, r.previous, now)
 
     async def get(self, shop_id: str, order_id: str) -> Document | None:
         return await self._orders.find_one({"_id": order_key(shop_id, order_id)})

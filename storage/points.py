@@ -31,11 +31,12 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from storage.customers import customer_key, new_customer_fields
-from storage.database import Database, Document, IndexSpec, register_indexes
+from storage.database import Database, Document, IndexSpec
 from storage.paging import newest_first_page
 
-register_indexes(
+INDEXES: list[IndexSpec] = (
     [
+        IndexSpec("points_ledger", [("shop_id", ASCENDING), ("transaction_id", ASCENDING)], "shop_txn", unique=True),
         IndexSpec(
             "points_ledger",
             [("shop_id", ASCENDING), ("line_user_id", ASCENDING), ("occurred_at", ASCENDING), ("_id", ASCENDING)],

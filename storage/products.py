@@ -21,10 +21,11 @@ from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
 
-from storage.database import Database, Document, IndexSpec, register_indexes
+from storage.database import Database, Document, IndexSpec
 
-register_indexes(
+INDEXES: list[IndexSpec] = (
     [
+        IndexSpec("products", [("shop_id", ASCENDING), ("product_id", ASCENDING)], "shop_product", unique=True),
         IndexSpec("products", [("shop_id", ASCENDING), ("category", ASCENDING), ("product_id", ASCENDING)], "shop_category"),
         IndexSpec("products", [("shop_id", ASCENDING), ("tags", ASCENDING), ("product_id", ASCENDING)], "shop_tags"),
         IndexSpec("products", [("shop_id", ASCENDING), ("available", ASCENDING), ("product_id", ASCENDING)], "shop_available"),

@@ -27,7 +27,7 @@ so read-backs filter the claim token in Python.
 
 Also `reminder_profiles` (`ReminderProfileRepository`): what the engine needs
 about each customer's views and purchases, kept at ingest (see
-`scheduler.reminders.profile` for the document).
+`flows.reminders.profile` for the document).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import DuplicateKeyError
 
 from storage.customers import customer_key
-from storage.database import Database, Document, IndexSpec, register_indexes
+from storage.database import Database, Document, IndexSpec
 
 STATE = "reminder_state"
 # The one secondary index: every claim and settle rewrites the document, and each
@@ -52,7 +52,7 @@ STATE = "reminder_state"
 # (`hint`); a shop-scoped run (an operator's `run-once --shop`) filters the shop
 # on top of it instead of paying for a (shop_id, next_due_at) index on every write.
 DUE_INDEX = [("next_due_at", ASCENDING)]
-register_indexes([IndexSpec(STATE, DUE_INDEX, "reminder_due")])
+INDEXES: list[IndexSpec] = ([IndexSpec(STATE, DUE_INDEX, "reminder_due")])
 
 BY_ID = "_id_"
 CHUNK = 50  # ids per `$in` (see the module docstring)
@@ -274,7 +274,7 @@ class ReminderStateRepository:
 class ReminderProfileRepository:
     """`reminder_profiles`: one document per customer, written by the ingest listeners, read by `_id`.
 
-    Map keys arrive escaped (`scheduler.reminders.profile.field_key`); every
+    Map keys arrive escaped (`flows.reminders.profile.field_key`); every
     write sets values derived from the source events, so a replay is harmless.
     """
 

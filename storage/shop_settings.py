@@ -13,7 +13,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from bot.line_limits import MAX_ALT_TEXT, MAX_CHAT_BAR_TEXT, MAX_FLEX_ACTION_LABEL, MAX_TEXT, utf16_len
+from core.line_limits import MAX_ALT_TEXT, MAX_CHAT_BAR_TEXT, MAX_FLEX_ACTION_LABEL, MAX_TEXT, utf16_len
 from storage.database import Database
 
 COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")

@@ -1,21 +1,80 @@
-"""In-process notifications between features, so ingest code need not know who reacts.
+"""Ingest signals with a durable outbox, so flow state kept at ingest survives a crash or a failing listener.
 
-E.g. an order recorded by the admin API stops a reminder cycle and is attributed
-as a conversion; a product view on a linked browser (re)starts a cycle. A
-listener must be idempotent: the same signal may be sent again after a retry.
-Listeners are registered at import time by the feature package that owns the
-reaction (no I/O at import); `bot.app` and `scheduler` import those packages.
+An ingest write (an order, a link, a product view) tells the flows through a
+`Signal`; which listeners hear it is decided where a process is composed
+(`flows.listeners.connect_listeners`), never by importing a module. Each send
+first writes an *intent* to `signal_outbox` (inside the ingest's own
+transaction when it has one, otherwise before the write), then runs the
+listeners, then deletes the intent. A process that dies in between, or a
+listener that raises, leaves the intent behind; the worker's `drain` runs it
+again after a grace period. Listeners are therefore idempotent: they recompute
+flow state from the source rows (or use `$max` of event times), so a second
+run — or a run for a write that never happened — changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from storage.types import Document, IndexSpec
+
+if TYPE_CHECKING:
+    from storage.database import Database
 
 log = logging.getLogger("linecrm.signals")
 
-Listener = Callable[..., Awaitable[None]]
+OUTBOX = "signal_outbox"
+INDEXES: list[IndexSpec] = [IndexSpec(OUTBOX, [("due_at", ASCENDING)], "outbox_due")]
+GRACE = timedelta(seconds=60)  # the live path finishes well within this; the drain leaves younger intents alone
+RETRY_AFTER = timedelta(minutes=2)
+MAX_ATTEMPTS = 10
+
+Listener = Callable[..., Awaitable[None]]  # (database, *args)
+
+
+@dataclass
+class Intent:
+    """A written intent: `deliver()` runs the listeners and, when all succeeded, deletes the intent."""
+
+    signal: Signal
+    database: Database
+    args: tuple[Any, ...]
+    id: str | None  # None: no listener, nothing was written
+
+    async def deliver(self) -> bool:
+        if self.id is None:
+            return True
+        if await self.signal.run(self.database, self.args):
+            await self.database[OUTBOX].delete_one({"_id": self.id})
+            return True
+        return False
+
+
+async def deliver_all(intents: Sequence[Intent]) -> None:
+    """Deliver intents in order, deleting the delivered ones with one write."""
+    done: list[str] = []
+    for intent in intents:
+        if intent.id is None:
+            continue
+        if await intent.signal.run(intent.database, intent.args):
+            done.append(intent.id)
+    if done:
+        await intents[0].database[OUTBOX].delete_many({"_id": {"$in": done}})
+
+
+async def drop_all(intents: Sequence[Intent]) -> None:
+    """Forget intents whose ingest turned out to change nothing (e.g. a replayed event)."""
+    ids = [intent.id for intent in intents if intent.id is not None]
+    if ids:
+        await intents[0].database[OUTBOX].delete_many({"_id": {"$in": ids}})
 
 
 class Signal:
@@ -28,18 +87,89 @@ class Signal:
             self._listeners.append(listener)
         return listener
 
-    async def send(self, *args: Any, **kwargs: Any) -> None:
-        """Call every listener in order; a failing listener is logged and does not stop the others."""
+    def disconnect(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    @property
+    def listeners(self) -> tuple[Listener, ...]:
+        return tuple(self._listeners)
+
+    async def intend(self, database: Database, *args: Any, now: datetime,
+                     session: AsyncClientSession | None = None) -> Intent:
+        """Write the intent (in `session`'s transaction when given); call `deliver()` after the ingest write."""
+        if not self._listeners:
+            return Intent(self, database, args, None)
+        entry = {"_id": secrets.token_hex(12), "signal": self.name, "args": list(args), "created_at": now,
+                 "due_at": now + GRACE, "attempts": 0}
+        await database[OUTBOX].insert_one(entry, session=session)
+        return Intent(self, database, args, entry["_id"])
+
+    async def intend_many(self, database: Database, calls: Sequence[tuple[Any, ...]], now: datetime) -> list[Intent]:
+        """`intend` for several calls with one insert."""
+        if not self._listeners or not calls:
+            return [Intent(self, database, tuple(args), None) for args in calls]
+        entries = [{"_id": secrets.token_hex(12), "signal": self.name, "args": list(args), "created_at": now,
+                    "due_at": now + GRACE, "attempts": 0} for args in calls]
+        await database[OUTBOX].insert_many(entries, ordered=False)
+        return [Intent(self, database, tuple(args), entry["_id"]) for args, entry in zip(calls, entries, strict=True)]
+
+    async def send(self, database: Database, *args: Any, now: datetime) -> bool:
+        """Intent, listeners, done: for an ingest write that already happened and is replayed safely."""
+        return await (await self.intend(database, *args, now=now)).deliver()
+
+    async def run(self, database: Database, args: Sequence[Any]) -> bool:
+        """Call every listener in order; a failing one is logged, the others still run. True when all succeeded."""
+        ok = True
         for listener in self._listeners:
             try:
-                await listener(*args, **kwargs)
+                await listener(database, *args)
             except Exception:
+                ok = False
                 log.exception("listener %s of %s failed", getattr(listener, "__name__", listener), self.name)
+        return ok
 
 
-# (database, order: dict, previous: dict | None, now: datetime) after an order is stored or changed.
-order_recorded = Signal("order_recorded")
-# (database, shop_id: str, browser_id: str, line_user_id: str, now: datetime) after a browser is linked.
-browser_linked = Signal("browser_linked")
-# (database, shop_id: str, line_user_id: str, product_id: str, viewed_at: datetime) for a linked browser's view.
-product_viewed = Signal("product_viewed")
+@dataclass
+class Signals:
+    """The ingest signals of one process (its `Database` carries them)."""
+
+    # (database, order: dict, previous: dict | None, now: datetime) after an order is stored or changed.
+    order_recorded: Signal = field(default_factory=lambda: Signal("order_recorded"))
+    # (database, shop_id: str, browser_id: str, line_user_id: str, now: datetime) after a browser is linked.
+    browser_linked: Signal = field(default_factory=lambda: Signal("browser_linked"))
+    # (database, shop_id: str, line_user_id: str, product_id: str, viewed_at: datetime) for a linked browser's view.
+    product_viewed: Signal = field(default_factory=lambda: Signal("product_viewed"))
+
+    def all(self) -> list[Signal]:
+        return [self.order_recorded, self.browser_linked, self.product_viewed]
+
+    async def drain(self, database: Database, now: datetime, limit: int = 500) -> dict[str, int]:
+        """Run again the intents left by a crash or a failed listener (the worker's `outbox` job).
+
+        Each intent is taken with a conditional update that moves its `due_at`
+        (a lease), so two workers never run one intent at the same time.
+        """
+        by_name = {signal.name: signal for signal in self.all()}
+        summary = {"redelivered": 0, "failed": 0, "given_up": 0}
+        entries: list[Document] = [doc async for doc in database[OUTBOX].find(
+            {"due_at": {"$lte": now}}).sort("due_at", ASCENDING).hint("outbox_due").limit(limit)]
+        for entry in entries:
+            taken = await database[OUTBOX].update_one(
+                {"_id": entry["_id"], "due_at": entry["due_at"]},
+                {"$set": {"due_at": now + RETRY_AFTER}, "$inc": {"attempts": 1}})
+            if taken.modified_count != 1:
+                continue
+            signal = by_name.get(str(entry.get("signal")))
+            if signal is None or int(entry.get("attempts") or 0) + 1 > MAX_ATTEMPTS:
+                log.error("outbox intent %s (%s) given up after %s attempts", entry["_id"], entry.get("signal"),
+                          entry.get("attempts"))
+                await database[OUTBOX].update_one({"_id": entry["_id"]}, {"$set": {"due_at": None, "given_up": True}})
+                summary["given_up"] += 1
+                continue
+            if await signal.run(database, entry.get("args") or []):
+                await database[OUTBOX].delete_one({"_id": entry["_id"]})
+                summary["redelivered"] += 1
+            else:
+                summary["failed"] += 1
+        return summary

@@ -25,7 +25,7 @@ from typing import Any
 from pymongo import ASCENDING, UpdateOne
 from pymongo.errors import BulkWriteError
 
-from storage.database import Database, Document, IndexSpec, register_indexes
+from storage.database import Database, Document, IndexSpec
 
 COLLECTION = "webhook_events"
 HANDLING, DONE, FAILED = "handling", "done", "failed"
@@ -34,8 +34,11 @@ MAX_ATTEMPTS = 5
 KEEP_FOR = timedelta(days=30)
 DUPLICATE_KEY = 11000
 
-register_indexes(
+INDEXES: list[IndexSpec] = (
     [
+        IndexSpec(
+            COLLECTION, [("shop_id", ASCENDING), ("webhook_event_id", ASCENDING)], "shop_webhook_event", unique=True
+        ),
         # SecantusDB uses an index only when it covers every field of the filter,
         # with at most one $in/range and that one last: hence these exact shapes.
         IndexSpec(COLLECTION, [("state", ASCENDING), ("lease_until", ASCENDING)], "state_lease"),

@@ -17,8 +17,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.clock import FixedClock
-from bot.settings import Settings
+from core.clock import FixedClock
+from core.settings import Settings
 from storage.embedded import free_port, server_command
 
 OPERATOR_TOKEN = "operator-test-token"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.line_client import (
+from core.line_client import (
     InvalidReplyToken,
     LineApiError,
     LineClients,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.flex.common import carousel, clip, flex_message, jp_date, row, text_message, yen
-from bot.line_limits import MAX_CAROUSEL_BUBBLES
+from core.flex import carousel, clip, flex_message, jp_date, row, text_message, yen
+from core.line_limits import MAX_CAROUSEL_BUBBLES
 
 ITEMS_SHOWN = 3
 STATUS_LABELS = {"paid": ("お支払い済み", "#06C755"), "cancelled": ("キャンセル", "#888888"),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.flex.common import clip, flex_message, jp_date, points, row, text_message, uri_button
+from core.flex import clip, flex_message, jp_date, points, row, text_message, uri_button
 
 ACCENT = "#06C755"
 

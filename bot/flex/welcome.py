@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.flex.common import clip, flex_message, uri_button
-from bot.line_limits import MAX_ALT_TEXT
+from core.flex import clip, flex_message, uri_button
+from core.line_limits import MAX_ALT_TEXT
 
 
 def welcome_message(text: str, button_text: str, link_url: str, *, button_color: str = "#06C755") -> dict[str, Any]:

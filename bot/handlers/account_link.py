@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from bot.flex.common import text_message
 from bot.replies import respond
 from bot.router import EventContext, Router
+from core.flex import text_message
 from linking.account_link import complete_account_link
 
 log = logging.getLogger("linecrm.handlers")

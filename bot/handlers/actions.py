@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from bot.flex.common import text_message
 from bot.flex.history import OrderCard, OrderLine, history_message
 from bot.flex.points import PointsView, points_message
 from bot.flex.welcome import welcome_message
 from bot.router import EventContext
+from core.flex import text_message
 from storage.customers import CustomerRepository
 from storage.orders import OrderRepository
 from storage.points import PointsRepository

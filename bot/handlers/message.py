@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 
-from bot.flex.common import text_message
 from bot.handlers import actions
 from bot.handlers.filters import keyword, text_from_user
 from bot.replies import respond
 from bot.router import SKIP, EventContext, Router
+from core.flex import text_message
 from linking.chat_code import redeem_chat_code
 
 log = logging.getLogger("linecrm.handlers")

@@ -22,9 +22,9 @@ from linebot.v3.messaging import (
     RichMenuRequest,
 )
 
-from bot.line_client import LineClient
 from bot.richmenu.layout import is_ours, rich_menu_object
 from bot.richmenu.render import render
+from core.line_client import LineClient
 from storage.shop_settings import RichMenuSettings
 
 log = logging.getLogger("linecrm.richmenu")

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from bot.line_limits import MAX_ACTION_LABEL, MAX_CHAT_BAR_TEXT, MAX_RICH_MENU_AREAS, utf16_len
 from bot.postback import build
+from core.line_limits import MAX_ACTION_LABEL, MAX_CHAT_BAR_TEXT, MAX_RICH_MENU_AREAS, utf16_len
 from storage.shop_settings import RichMenuButton, RichMenuSettings
 
 SIZES = {"large": (2500, 1686), "compact": (2500, 843)}

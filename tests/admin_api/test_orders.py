@@ -6,7 +6,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from bot.typedefs import DATABASE
-from storage import signals
 from storage.orders import OrderRepository, plan_batch
 from tests.admin_api.helpers import BASE, count, error, ok, order, product
 
@@ -31,6 +30,7 @@ async def test_same_order_twice_is_one_and_refund_reverses(client: TestClient[An
     async def listener(db: Any, doc: Any, previous: Any, now: Any) -> None:
         calls.append((doc["status"], previous and previous["status"]))
 
+    signals = client.app[DATABASE].signals
     signals.order_recorded.connect(listener)
     try:
         first = await ok(await client.post(url, json=order(), headers=shop.auth), 201)
@@ -49,7 +49,7 @@ async def test_same_order_twice_is_one_and_refund_reverses(client: TestClient[An
         assert await count(client, "orders") == 1
         assert calls == [("paid", None), ("refunded", "paid")]
     finally:
-        signals.order_recorded._listeners.remove(listener)
+        signals.order_recorded.disconnect(listener)
 
 
 async def test_concurrent_duplicates_and_status_flips_keep_totals_exact(
@@ -162,18 +162,19 @@ async def test_bulk_orders(client: TestClient[Any, Any], make_shop: Any) -> None
 class SignalLog:
     """Captures `order_recorded` as (order_id, status, previous status) while connected."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: TestClient[Any, Any]) -> None:
         self.calls: list[tuple[str, str, str | None]] = []
+        self.signals = client.app[DATABASE].signals
 
     async def __call__(self, db: Any, doc: Any, previous: Any, now: Any) -> None:
         self.calls.append((doc["order_id"], doc["status"], previous and previous["status"]))
 
     def __enter__(self) -> Self:
-        signals.order_recorded.connect(self)
+        self.signals.order_recorded.connect(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        signals.order_recorded._listeners.remove(self)
+        self.signals.order_recorded.disconnect(self)
 
 
 async def assert_aggregates_match_orders(client: TestClient[Any, Any], shop_id: str) -> None:
@@ -216,7 +217,7 @@ async def test_bulk_replay_and_status_changes_apply_each_difference_once(
     await put_products(client, shop)
     url = f"{BASE}/{shop.shop_id}/orders/bulk"
     bodies = mixed_orders(30)
-    with SignalLog() as log:
+    with SignalLog(client) as log:
         assert await ok(await client.post(url, json={"orders": bodies}, headers=shop.auth)) == {
             "created": 30, "updated": 0, "unchanged": 0}
         assert await ok(await client.post(url, json={"orders": bodies}, headers=shop.auth)) == {
@@ -258,7 +259,7 @@ async def test_an_order_id_twice_in_one_batch_applies_in_turn(client: TestClient
     now = datetime(2037, 12, 1, tzinfo=UTC)
     batch = [("o-1", stored_fields()), ("o-1", stored_fields()), ("o-1", stored_fields("refunded")),
              ("o-2", stored_fields(quantity=3)), ("o-2", stored_fields(user="U2", quantity=3))]
-    with SignalLog() as log:
+    with SignalLog(client) as log:
         recorded = await repository.record_many(shop.shop_id, batch, now)
         assert [r.outcome for r in recorded] == ["created", "unchanged", "updated", "created", "updated"]
         assert log.calls == [("o-1", "paid", None), ("o-1", "refunded", "paid"), ("o-2", "paid", None),
@@ -282,7 +283,7 @@ async def test_concurrent_bulk_posts_of_overlapping_orders_keep_totals_exact(
     url = f"{BASE}/{shop.shop_id}/orders/bulk"
     bodies = mixed_orders(60)
     requests = [bodies[:40], bodies[:40], bodies[20:], bodies[20:], bodies[10:50]]
-    with SignalLog() as log:
+    with SignalLog(client) as log:
         results = await asyncio.gather(*[client.post(url, json={"orders": r}, headers=shop.auth) for r in requests])
         counts = [await ok(result) for result in results]
         assert sum(c["created"] for c in counts) == 60 and sum(c["updated"] for c in counts) == 0
@@ -329,7 +330,7 @@ async def test_a_writer_between_plan_and_commit_makes_the_batch_replan(
         await OrderRepository(db).record(shop.shop_id, "o-1", wanted, now)
 
     repository = InterruptedRepository(db, intruder)
-    with SignalLog() as log:
+    with SignalLog(client) as log:
         (recorded,) = await repository.record_many(shop.shop_id, [("o-1", wanted)], now)
     # the first plan's write was refused; the re-plan found the intruder's version, so nothing more to do
     assert recorded.outcome == "unchanged" and repository.writes == 1

@@ -10,10 +10,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from bot.app import create_app
-from bot.clock import FixedClock
-from bot.settings import Settings
 from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS
 from bot.webhook import recover_expired
+from core.clock import FixedClock
+from core.settings import Settings
 from linesim import webhook as events
 from linesim.client import SimClient
 from storage.database import connect

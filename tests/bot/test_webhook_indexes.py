@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.clock import FixedClock
+from core.clock import FixedClock
 from linesim import webhook as events
 from storage.database import Database
 from storage.webhook_events import WebhookEventRepository

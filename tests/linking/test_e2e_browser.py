@@ -17,9 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.app import create_app
-from bot.clock import FixedClock
-from bot.settings import Settings
 from bot.typedefs import DATABASE
+from core.clock import FixedClock
+from core.settings import Settings
 from linesim.login import sim_user_id
 from storage.embedded import free_port
 from tests.conftest import OPERATOR_TOKEN, START

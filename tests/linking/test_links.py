@@ -9,7 +9,6 @@ from aiohttp.test_utils import TestClient
 
 from bot.typedefs import DATABASE
 from linking.links import LinkStatus, link_browser
-from storage import signals
 from storage.customers import CustomerRepository
 from tests.conftest import START, ShopHandle
 from tests.linking.conftest import browser_id, event, line_user_id, post_events
@@ -27,11 +26,12 @@ async def test_earlier_views_count_for_the_customer_once_linked(client: TestClie
     async def listener(database: Any, shop_id: str, browser: str, line_user: str, now: Any) -> None:
         linked.append((shop_id, browser, line_user))
 
+    signals = db(client).signals
     signals.browser_linked.connect(listener)
     try:
         outcome = await link_browser(db(client), shop.shop_id, bid, user, "line_login", START)
     finally:
-        signals.browser_linked._listeners.remove(listener)
+        signals.browser_linked.disconnect(listener)
     assert outcome.ok and outcome.status is LinkStatus.LINKED
     assert linked == [(shop.shop_id, bid, user)]
     views = [v async for v in db(client)["product_views"].find({"shop_id": shop.shop_id, "line_user_id": user})]

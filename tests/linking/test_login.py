@@ -12,8 +12,8 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.clock import FixedClock
 from bot.typedefs import DATABASE
+from core.clock import FixedClock
 from linking.login import ISSUER, STATE_COOKIE, IdTokenError, verify_id_token
 from linking.pages import safe_return_url
 from tests.conftest import START, ShopHandle

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.clock import FixedClock
 from bot.typedefs import DATABASE
-from storage import signals
+from core.clock import FixedClock
 from tests.conftest import START, ShopHandle
 from tests.linking.conftest import SHOP_ORIGIN, browser_id, event, line_user_id, post_events
 
@@ -143,11 +142,12 @@ async def test_linked_browser_views_are_attributed_and_announced(
     async def listener(database: Any, shop_id: str, line_user: str, product_id: str, viewed_at: Any) -> None:
         seen.append((shop_id, line_user, product_id))
 
+    signals = db(client).signals
     signals.product_viewed.connect(listener)
     try:
         assert (await post_events(client, shop.shop_id, [event(bid, product_id="p1"), event(bid)])).status == 204
     finally:
-        signals.product_viewed._listeners.remove(listener)
+        signals.product_viewed.disconnect(listener)
     view = await db(client)["product_views"].find_one({"_id": f"{shop.shop_id}:{bid}:p1"})
     assert view["line_user_id"] == user
     assert seen == [(shop.shop_id, user, "p1")]

@@ -5,6 +5,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
+from storage import schema
 from storage.embedded import start_embedded
 from tests.conftest import OPERATOR_TOKEN
 
@@ -55,7 +56,7 @@ async def test_indexes_are_idempotent(client: TestClient[Any, Any]) -> None:
     from bot.typedefs import DATABASE
 
     database = client.app[DATABASE]
-    await database.ensure_indexes()
-    await database.ensure_indexes()
+    await database.ensure_indexes(schema.INDEXES)
+    await database.ensure_indexes(schema.INDEXES)
     names = {index["name"] async for index in await database["customers"].list_indexes()}
     assert "shop_user" in names

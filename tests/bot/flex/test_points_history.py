@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from linebot.v3.messaging import FlexMessage, TextMessage
 
-from bot.flex.common import FlexLimitError, carousel, clip, flex_message, jp_date, text_message
 from bot.flex.history import OrderCard, OrderLine, history_message
 from bot.flex.points import PointsView, points_message
-from bot.line_limits import utf16_len
+from core.flex import FlexLimitError, carousel, clip, flex_message, jp_date, text_message
+from core.line_limits import utf16_len
 from linesim.validation import validate_request
 
 AT = datetime(2037, 12, 1, 1, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from linebot.v3.messaging import Message
 
-from bot.flex.reminder import ProductCard, build_reminder_carousel, truncate, yen
-from bot.line_limits import MAX_ALT_TEXT, MAX_CAROUSEL_BYTES, utf16_len
+from core.line_limits import MAX_ALT_TEXT, MAX_CAROUSEL_BYTES, utf16_len
+from flows.reminders.message import ProductCard, build_reminder_carousel, truncate, yen
 from storage.shop_settings import ReminderStep
 from tests.flex_helpers import flex_texts as texts
 
@@ -79,7 +79,7 @@ def compact_size(obj: Any) -> int:
 
 
 def test_a_template_is_reused_across_customers_with_exact_sizes() -> None:
-    from bot.flex.reminder import assemble_carousel, bubble_template
+    from flows.reminders.message import assemble_carousel, bubble_template
 
     step = ReminderStep(delay_days=3, title="注目", coupon_code="SAVE10")
     templates = [bubble_template(card(i), step) for i in range(3)] + [bubble_template(card(9, image_url=None), step)]
@@ -101,7 +101,7 @@ def test_a_template_is_reused_across_customers_with_exact_sizes() -> None:
 
 
 def test_assembly_drops_bubbles_from_the_end_to_stay_under_50_kb() -> None:
-    from bot.flex.reminder import assemble_carousel, bubble_template
+    from flows.reminders.message import assemble_carousel, bubble_template
 
     step = ReminderStep(delay_days=3)
     big = [bubble_template(card(i, title="あ" * 80, image_url="https://shop.example/" + "i" * 1900), step)

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.line_client import retry_key_for
 from bot.postback import build
 from bot.replies import push_to_customer
 from bot.typedefs import LINE
+from core.line_client import retry_key_for
 from linesim import webhook as events
 from linesim.client import SimClient
 from linesim.validation import load_doc, validate_event

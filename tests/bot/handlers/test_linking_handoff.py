@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.clock import FixedClock
+from core.clock import FixedClock
 from linesim.client import SimClient
 from linking.account_link import issue_nonce
 from linking.chat_code import issue_chat_code

@@ -1,7 +1,7 @@
 """The browse-reminder Flex carousel: one bubble per product, the shop's texts and colours.
 
 It decides how things look, never what is shown (that is
-`scheduler.reminders.choice`). LINE's limits are enforced here, at build time:
+`flows.reminders.choice`). LINE's limits are enforced here, at build time:
 at most 12 bubbles, altText ≤ 1,500 UTF-16 units, a bubble ≤ 30 KB and the
 carousel ≤ 50 KB (bubbles that would not fit are dropped from the end, never
 sent for LINE to refuse), action labels ≤ 40, image/URI lengths.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot.line_limits import (
+from core.line_limits import (
     MAX_ALT_TEXT,
     MAX_BUBBLE_BYTES,
     MAX_CAROUSEL_BUBBLES,

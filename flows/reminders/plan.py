@@ -22,14 +22,15 @@ from typing import Any
 
 from pymongo.asynchronous.cursor import AsyncCursor
 
-from bot.flex.reminder import BubbleTemplate, ProductCard, assemble_carousel, bubble_template
-from bot.line_client import retry_key_for
-from scheduler.reminders.choice import Candidates, ViewStat, candidate_lists
-from scheduler.reminders.decide import CustomerFacts, Decision, decide
-from scheduler.reminders.profile import bought_products, view_stats
-from storage.database import INDEXES, Database, Document
+from core.line_client import retry_key_for
+from flows.reminders.choice import Candidates, ViewStat, candidate_lists
+from flows.reminders.decide import CustomerFacts, Decision, decide
+from flows.reminders.message import BubbleTemplate, ProductCard, assemble_carousel, bubble_template
+from flows.reminders.profile import bought_products, view_stats
+from storage.database import Database, Document
 from storage.deliveries import DeliveryRepository
 from storage.reminders import ReminderProfileRepository
+from storage.schema import INDEXES
 from storage.shop_settings import ReminderSettings, ReminderStep, ShopSettingsRepository
 from storage.shops import Shop
 

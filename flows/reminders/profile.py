@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
-from bot.clock import as_utc
-from scheduler.reminders.choice import ViewStat
+from core.clock import as_utc
+from flows.reminders.choice import ViewStat
 
 VIEWS_KEEP = 50  # the choice shows at most 5 viewed products; 50 leaves room for exclusions
 

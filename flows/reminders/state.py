@@ -1,6 +1,6 @@
 """Keeps `reminder_state` and `reminder_profiles` current at ingest, so the worker reads by `_id`.
 
-Listeners on the in-process signals: a product view on a linked browser starts
+Listeners on the durable ingest signals (connected in `flows.listeners`): a product view on a linked browser starts
 a cycle when none is running and refreshes that product's entry in the
 customer's profile; a link starts (or moves earlier) a cycle anchored at the
 customer's first view across all their browsers and rebuilds the profile's
@@ -18,11 +18,10 @@ from typing import Any
 
 from pymongo.asynchronous.cursor import AsyncCursor
 
-from bot.clock import as_utc
-from scheduler.reminders.plan import hinted, index_for
-from scheduler.reminders.profile import VIEWS_KEEP, field_key, paid_items, trim, view_entry, views_from_rows
-from scheduler.reminders.timing import step_due_at
-from storage import signals
+from core.clock import as_utc
+from flows.reminders.plan import hinted, index_for
+from flows.reminders.profile import VIEWS_KEEP, field_key, paid_items, trim, view_entry, views_from_rows
+from flows.reminders.timing import step_due_at
 from storage.customers import customer_key
 from storage.database import Database, Document
 from storage.deliveries import DeliveryRepository
@@ -206,7 +205,3 @@ async def update_bought(database: Database, order: dict[str, Any], previous: dic
                 latest[key] = at
     await profiles.set_bought(shop_id, old_user, latest, now)
 
-
-signals.product_viewed.connect(on_product_viewed)
-signals.browser_linked.connect(on_browser_linked)
-signals.order_recorded.connect(on_order_recorded)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.line_limits import (
+from core.line_limits import (
     MAX_ALT_TEXT,
     MAX_BUBBLE_BYTES,
     MAX_CAROUSEL_BUBBLES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from scheduler.reminders.choice import Candidates, ViewStat, choose_products, merge_views
+from flows.reminders.choice import Candidates, ViewStat, choose_products, merge_views
 
 T0 = datetime(2037, 12, 1, tzinfo=UTC)
 

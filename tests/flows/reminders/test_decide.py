@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from scheduler.reminders.choice import Candidates, ViewStat
-from scheduler.reminders.decide import CustomerFacts, decide
+from flows.reminders.choice import Candidates, ViewStat
+from flows.reminders.decide import CustomerFacts, decide
 from storage.shop_settings import QuietHours, ReminderSettings
 
 ANCHOR = datetime(2037, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 Tokyo

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from bot.clock import as_utc
-from scheduler.reminders.choice import Candidates, Choice, ViewStat, choose_products
-from scheduler.reminders.timing import due_steps, quiet_until, step_due_at
+from core.clock import as_utc
+from flows.reminders.choice import Candidates, Choice, ViewStat, choose_products
+from flows.reminders.timing import due_steps, quiet_until, step_due_at
 from storage.shop_settings import ReminderSettings
 
 Kind = Literal["send", "skip", "postpone", "wait", "stop", "disabled", "complete", "inactive"]

@@ -9,11 +9,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.line_client import retry_key_for
 from bot.typedefs import LINE
+from core.line_client import retry_key_for
 from storage.reminders import ReminderStateRepository
 from tests.conftest import START
-from tests.scheduler.reminders.conftest import World, bubbles, days, due_ids
+from tests.flows.reminders.conftest import World, bubbles, days, due_ids
 
 USERS = [f"U{i:032x}" for i in range(1, 41)]
 

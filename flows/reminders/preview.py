@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from scheduler.reminders.plan import Planned, Planner
+from flows.reminders.plan import Planned, Planner
 from storage.database import Database
 from storage.reminders import ReminderStateRepository
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.clock import SystemClock, as_utc
-from bot.line_client import LineApiError, QuotaExhausted
-from scheduler.jobs import JobContext, JobSummary, register_job
-from scheduler.reminders.plan import CAMPAIGN, Planned, Planner
+from core.clock import SystemClock, as_utc
+from core.line_client import LineApiError, QuotaExhausted
+from delivery.context import JobContext, JobSummary
+from flows.reminders.plan import CAMPAIGN, Planned, Planner
 from storage.deliveries import DeliveryRepository
 from storage.reminders import ReminderPauses, ReminderStateRepository, Settlement
 
@@ -192,9 +192,3 @@ class Run:
 async def run_reminders(ctx: JobContext, now: datetime, shop_id: str | None = None,
                         config: EngineConfig = DEFAULT_CONFIG) -> JobSummary:
     return await Run(ctx, now, shop_id, config).execute()
-
-
-@register_job("reminders")
-async def reminders_job(ctx: JobContext, now: datetime, shop_id: str | None) -> JobSummary:
-    return await run_reminders(ctx, now, shop_id)
-

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.conftest import START
 from tests.flex_helpers import flex_texts as texts
-from tests.scheduler.reminders.conftest import World, bubbles, days
+from tests.flows.reminders.conftest import World, bubbles, days
 
 U1 = "U" + "a" * 32
 U2 = "U" + "b" * 32
@@ -110,14 +110,13 @@ async def test_suppression_and_skips_are_recorded_with_reasons(world: World) -> 
 
 
 async def test_linked_late_sends_only_the_latest_overdue_step(world: World) -> None:
-    from storage import signals
-
+    
     await world.settings()
     await world.product("p1")
     await world.customer(U1)
     await world.view(None, "p1", START, browser="anon")  # viewed before linking
     await world.db["product_views"].update_many({"browser_id": "anon"}, {"$set": {"line_user_id": U1}})
-    await signals.browser_linked.send(world.db, world.shop.shop_id, "anon", U1, START + days(8))
+    await world.db.signals.browser_linked.send(world.db, world.shop.shop_id, "anon", U1, START + days(8), now=START + days(8))
     summary = await world.run(START + days(8))
     assert summary["sent"] == 1
     assert len(await world.pushes(U1)) == 1

@@ -9,7 +9,7 @@ from typing import Any
 from storage.customers import customer_key
 from storage.reminders import ReminderStateRepository, Settlement
 from tests.conftest import START
-from tests.scheduler.reminders.conftest import World, days, due_ids
+from tests.flows.reminders.conftest import World, days, due_ids
 
 U1 = "U" + "d" * 32
 U2 = "U" + "e" * 32

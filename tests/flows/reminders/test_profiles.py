@@ -6,14 +6,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flows.reminders.plan import catalogue_cursor
+from flows.reminders.profile import VIEWS_KEEP, field_key, product_of, trim, views_from_rows
+from flows.reminders.state import customer_orders_cursor, customer_views, customer_views_cursor
 from linking.links import link_browser
-from scheduler.reminders.plan import catalogue_cursor
-from scheduler.reminders.profile import VIEWS_KEEP, field_key, product_of, trim, views_from_rows
-from scheduler.reminders.state import customer_orders_cursor, customer_views, customer_views_cursor
-from storage import signals
 from storage.reminders import ReminderProfileRepository, ReminderStateRepository
 from tests.conftest import START
-from tests.scheduler.reminders.conftest import World, days
+from tests.flows.reminders.conftest import World, days
 
 U1 = "U" + "1" * 32
 U2 = "U" + "2" * 32
@@ -35,7 +34,7 @@ async def test_view_entries_are_recomputed_so_replays_change_nothing(world: Worl
     await world.view(U1, "p1", START + days(1))
     assert counts(await profile(world, U1)) == {"p1": 3}
     for _ in range(3):  # the signal again (a retried request): the entry is read from the rows, not added to
-        await signals.product_viewed.send(world.db, world.shop.shop_id, U1, "p1", START + days(1))
+        await world.db.signals.product_viewed.send(world.db, world.shop.shop_id, U1, "p1", START + days(1), now=START + days(1))
     entry = (await profile(world, U1))["views"]["p1"]
     assert entry["c"] == 3 and entry["f"] == START and entry["l"] == START + days(1)
 
@@ -80,7 +79,7 @@ async def test_purchases_exclude_products_and_a_refund_gives_them_back(world: Wo
     assert bought == {"p1": START - days(20), "p2": START - days(20)}
     order = await world.db["orders"].find_one({"_id": f"{world.shop.shop_id}:o-2"})
     assert order is not None
-    await signals.order_recorded.send(world.db, order, None, START)  # a replayed signal changes nothing
+    await world.db.signals.order_recorded.send(world.db, order, None, START, now=START)  # a replayed signal changes nothing
     assert (await profile(world, U1))["bought"] == bought
 
     await world.view(U1, "p1", START, count=4)

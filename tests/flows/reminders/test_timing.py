@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler.reminders.timing import due_steps, quiet_until
+from flows.reminders.timing import due_steps, quiet_until
 
 ANCHOR = datetime(2037, 12, 1, 1, 0, tzinfo=UTC)
 DELAYS = [3, 7, 14]

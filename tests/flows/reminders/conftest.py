@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.clock import FixedClock
 from bot.typedefs import DATABASE, LINE, SETTINGS
+from core.clock import FixedClock
+from delivery.context import JobContext, JobSummary
+from flows.reminders.engine import EngineConfig, run_reminders
 from linesim.client import SimClient
-from scheduler.jobs import JobContext, JobSummary
-from scheduler.reminders.engine import EngineConfig, run_reminders
-from storage import signals
 from storage.customers import CustomerRepository, customer_key
 from storage.database import Database
 from storage.reminders import ReminderStateRepository
@@ -70,7 +69,7 @@ class World:
             upsert=True,
         )
         if user is not None:
-            await signals.product_viewed.send(self.db, shop_id, user, pid, at)
+            await self.db.signals.product_viewed.send(self.db, shop_id, user, pid, at, now=at)
 
     async def order(self, user: str, order_id: str, items: list[tuple[str, int]], at: datetime,
                     status: str = "paid") -> None:

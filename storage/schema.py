@@ -1,0 +1,34 @@
+"""Every index the processes ensure at start-up, listed in one place (nothing registers itself on import).
+
+Both the web app and the worker pass `INDEXES` to `open_database`, so either
+one started alone on an empty database creates all of them.
+"""
+
+from __future__ import annotations
+
+from storage import (
+    browsers,
+    customers,
+    deliveries,
+    events,
+    link_tokens,
+    orders,
+    points,
+    products,
+    reminders,
+    webhook_events,
+)
+from storage.database import IndexSpec
+
+INDEXES: list[IndexSpec] = [
+    *customers.INDEXES,
+    *browsers.INDEXES,
+    *events.INDEXES,
+    *webhook_events.INDEXES,
+    *products.INDEXES,
+    *orders.INDEXES,
+    *points.INDEXES,
+    *deliveries.INDEXES,
+    *reminders.INDEXES,
+    *link_tokens.INDEXES,
+]
