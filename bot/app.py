@@ -15,8 +15,7 @@ from admin_api import setup_admin_api
 from bot.health import healthz
 from bot.middlewares import error_middleware
 from bot.redirect import setup_redirect
-from bot.tasks import background_tasks_ctx
-from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS
+from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS, SHOPS
 from bot.webhook import setup_webhook
 from core.clock import Clock, SystemClock
 from core.line_client import LineClients
@@ -25,6 +24,7 @@ from flows.listeners import connect_listeners
 from linking import setup_linking
 from storage import schema
 from storage.lifecycle import open_database
+from storage.shops import ShopCache, ShopRepository
 
 log = logging.getLogger("linecrm.web")
 
@@ -36,6 +36,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     async with open_database(settings.mongodb_uri, settings.mongodb_db, settings.data_dir, schema.INDEXES) as database:
         connect_listeners(database.signals)
         app[DATABASE] = database
+        app[SHOPS] = ShopCache(ShopRepository(database))
         yield
 
 
@@ -54,7 +55,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app[CLOCK] = clock or SystemClock()
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_line_ctx)
-    app.cleanup_ctx.append(background_tasks_ctx)
     app.router.add_get("/healthz", healthz)
     setup_admin_api(app)
     setup_redirect(app)

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.batch import Batch
 from core.line_client import LineClient
 from core.settings import Settings
 from storage.database import Database
-from storage.shop_settings import MessagingSettings, ShopSettingsRepository
+from storage.shop_settings import MessagingSettings
 from storage.shops import Shop
 
 log = logging.getLogger("linecrm.router")
@@ -39,8 +40,9 @@ class EventContext:
     event: dict[str, Any]
     key: str  # the stored event's _id
     received_at: datetime
+    batch: Batch  # what the events handled together share (customers, settings, pending writes)
     responded: bool = False  # a message already went out for this event (set after a crash re-run)
-    shop_cache: dict[str, Any] = field(default_factory=dict)  # shared by the events of one batch
+    answer: list[dict[str, Any]] | None = None  # what to send the sender, set by `bot.replies.respond`
     _cache: dict[str, Any] = field(default_factory=dict)  # this event only
 
     @property
@@ -74,10 +76,7 @@ class EventContext:
 
     async def messaging(self) -> MessagingSettings:
         """The shop's messaging settings, read once per batch of events."""
-        if "messaging" not in self.shop_cache:
-            self.shop_cache["messaging"] = await ShopSettingsRepository(self.db).get(self.shop.shop_id, MessagingSettings)
-        settings: MessagingSettings = self.shop_cache["messaging"]
-        return settings
+        return await self.batch.messaging()
 
 
 Filter = Callable[[EventContext], "bool | dict[str, Any] | None | Awaitable[bool | dict[str, Any] | None]"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -11,11 +10,16 @@ from core.clock import Clock
 from core.settings import Settings
 
 if TYPE_CHECKING:
+    from bot.pipeline import HandlingPipeline
     from core.line_client import LineClients
-    from storage.database import Database
+    from storage.database import Database, Document
+    from storage.group_commit import GroupCommit
+    from storage.shops import ShopCache
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
 DATABASE: web.AppKey[Database] = web.AppKey("database")
 LINE: web.AppKey[LineClients] = web.AppKey("line")
-BACKGROUND_TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("background_tasks")
+SHOPS: web.AppKey[ShopCache] = web.AppKey("shops")
+WEBHOOK_PIPELINE: web.AppKey[HandlingPipeline] = web.AppKey("webhook_pipeline")
+WEBHOOK_WRITES: web.AppKey[GroupCommit[Document, bool]] = web.AppKey("webhook_writes")

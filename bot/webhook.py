@@ -1,11 +1,15 @@
 """`POST /webhook/{shop_id}`: LINE's webhook. Verify, persist, acknowledge - then handle.
 
 Order matters: the signature is checked on the raw body, in constant time,
-before anything is parsed; every event is stored (unique by webhookEventId)
-before the 200, so nothing is lost if the process dies; handling runs after
-the acknowledgement (LINE gives us 2 seconds). Events whose handler died or
-failed are claimed again by the recovery loop (at start-up, then periodically),
-and a duplicate or redelivered event is never handled twice.
+before anything is parsed (the shop and its secret come from a short-lived
+per-process cache); every event is stored durably (unique by webhookEventId,
+`ACKNOWLEDGED` write concern, written together with the events of concurrent
+requests) before the 200, so nothing is lost if the process or the database
+dies. Handling runs after the acknowledgement, in the bounded pipeline
+(`bot.pipeline`): when it is full, or the database is down, the answer is a
+quick 503 and LINE redelivers. Events whose handler died or failed are
+claimed again by the recovery loop (at start-up, then periodically), and a
+duplicate or redelivered event is never handled twice.
 Never logs the channel secret, access token or reply tokens.
 """
 
@@ -19,23 +23,26 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
+import pymongo
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pymongo.errors import PyMongoError
 
-from bot.handlers import build_router
-from bot.router import EventContext, Router
-from bot.tasks import spawn
-from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS
+from bot.handling import handle_batch
+from bot.pipeline import HandlingPipeline
+from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS, SHOPS, WEBHOOK_PIPELINE, WEBHOOK_WRITES
 from core.errors import ApiError, field_path
 from core.line_client import LineClients
 from core.settings import Settings
 from storage.database import Database, Document
+from storage.durability import ACK_TIMEOUT_SECONDS, writable
+from storage.group_commit import GroupCommit
 from storage.shops import Shop, ShopRepository
-from storage.webhook_events import HandlingResult, WebhookEventRepository
+from storage.webhook_events import LEASE, HandlingResult, WebhookEventRepository, event_documents, new_claim
 
 log = logging.getLogger("linecrm.webhook")
 
@@ -43,8 +50,9 @@ SIGNATURE_HEADER = "x-line-signature"
 SHOP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 RECOVERY_INTERVAL_SECONDS = 30.0
 RECOVERY_BATCH = 200
-
-ROUTER: Router = build_router()
+HANDLING_BATCH = 50  # events per handling batch (a batch's reads and writes grow with it)
+SHUTDOWN_GRACE_SECONDS = 5.0
+GROUP_WRITE_MAX = 500  # events per group insert
 
 
 class _Event(BaseModel):
@@ -87,59 +95,66 @@ def parse_events(body: bytes) -> list[dict[str, Any]]:
     return events
 
 
-async def receive(request: web.Request) -> web.Response:
+class Unavailable(ApiError):
+    """We cannot take the events now (handling is full, or the database is down): LINE redelivers later."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "unavailable", message)
+
+
+async def _verified_shop(request: web.Request, body: bytes) -> Shop:
+    """The shop whose channel secret signed `body`; a cached secret that does not match is read again once."""
     shop_id = request.match_info["shop_id"]
     if not SHOP_ID.match(shop_id):
         raise ApiError(404, "not_found", "unknown shop")
-    app = request.app
-    db = app[DATABASE]
-    shop = await ShopRepository(db).get(shop_id)
+    shops = request.app[SHOPS]
+    shop = await shops.get(shop_id)
     if shop is None:
         raise ApiError(404, "not_found", "unknown shop")
-    body = await request.read()
     presented = request.headers.get(SIGNATURE_HEADER)
     if not presented:
         raise ApiError(400, "missing_signature", f"the {SIGNATURE_HEADER} header is required", SIGNATURE_HEADER)
     if not signature_matches(body, shop.line.channel_secret, presented):
-        log.warning("webhook for shop %s with a bad signature", shop_id)
-        raise ApiError(401, "invalid_signature", "signature does not match", SIGNATURE_HEADER)
+        fresh = await shops.get(shop_id, fresh=True)  # the secret may have been changed since we cached it
+        if fresh is None or not signature_matches(body, fresh.line.channel_secret, presented):
+            log.warning("webhook for shop %s with a bad signature", shop_id)
+            raise ApiError(401, "invalid_signature", "signature does not match", SIGNATURE_HEADER)
+        shop = fresh
+    return shop
+
+
+async def receive(request: web.Request) -> web.Response:
+    body = await request.read()
+    shop = await _verified_shop(request, body)
     events = parse_events(body)
-    clock = app[CLOCK]
-    stored = await WebhookEventRepository(db).store(shop_id, events, clock.now())
-    if stored.new:
-        spawn(app, handle_events(db, app[LINE], app[SETTINGS], shop, stored.new, stored.claim, clock.now))
-    if stored.duplicates:
-        log.info("shop %s: %d duplicate/redelivered event(s) ignored", shop_id, stored.duplicates)
-    return web.json_response({})
-
-
-async def handle_events(
-    db: Database,
-    line: LineClients,
-    settings: Settings,
-    shop: Shop,
-    docs: Sequence[Document],
-    claim: str,
-    now: Callable[[], datetime],
-) -> list[HandlingResult]:
-    """Dispatch stored events in LINE's timestamp order, then record every outcome in one write."""
-    client = line.for_token(shop.line.channel_access_token)
-    results: list[HandlingResult] = []
-    shop_cache: dict[str, Any] = {}
-    for doc in sorted(docs, key=lambda d: int(d["event"].get("timestamp") or 0)):
-        ctx = EventContext(
-            db=db, line=client, shop=shop, settings=settings, now=now(), event=doc["event"], key=doc["_id"],
-            received_at=doc["received_at"], responded=doc.get("responded_at") is not None, shop_cache=shop_cache,
-        )
+    if not events:
+        return web.json_response({})
+    app = request.app
+    pipeline = app[WEBHOOK_PIPELINE]
+    if not pipeline.reserve(len(events)):
+        log.warning("webhook handling is full (%d events): 503 for shop %s", pipeline.reserved, shop.shop_id)
+        raise Unavailable("too many events waiting to be handled; try again later")
+    stored = False
+    try:
+        db = app[DATABASE]
+        if not writable(db):
+            raise Unavailable("the database is unavailable; try again later")
+        docs = event_documents(shop.shop_id, events, app[CLOCK].now(), new_claim())
         try:
-            outcome = await ROUTER.dispatch(ctx)
-        except Exception as exc:
-            log.exception("event %s (%s) of shop %s failed", ctx.webhook_event_id, ctx.type, shop.shop_id)
-            results.append(HandlingResult(doc["_id"], "error", f"{type(exc).__name__}: {exc}", doc.get("attempts", 1)))
-        else:
-            results.append(HandlingResult(doc["_id"], str(outcome)))
-    await WebhookEventRepository(db).finish(results, claim, now())
-    return results
+            fresh = await app[WEBHOOK_WRITES].submit(docs)
+        except (PyMongoError, TimeoutError) as exc:
+            log.warning("storing webhook events of shop %s failed: %r", shop.shop_id, exc)
+            raise Unavailable("the events could not be stored; try again later") from None
+        new = [doc for doc, is_new in zip(docs, fresh, strict=True) if is_new]
+        if len(new) < len(docs):
+            log.info("shop %s: %d duplicate/redelivered event(s) ignored", shop.shop_id, len(docs) - len(new))
+        pipeline.unreserve(len(docs) - len(new))
+        pipeline.submit(shop, new)
+        stored = True
+    finally:
+        if not stored:
+            pipeline.unreserve(len(events))
+    return web.json_response({})
 
 
 async def recover_expired(db: Database, line: LineClients, settings: Settings, now: Callable[[], datetime]) -> int:
@@ -148,7 +163,7 @@ async def recover_expired(db: Database, line: LineClients, settings: Settings, n
     shops = ShopRepository(db)
     handled = 0
     while True:
-        claim, docs = await repository.claim_expired(now(), limit=RECOVERY_BATCH)
+        _, docs = await repository.claim_expired(now(), limit=RECOVERY_BATCH)
         if not docs:
             return handled
         by_shop: dict[str, list[Document]] = {}
@@ -157,11 +172,50 @@ async def recover_expired(db: Database, line: LineClients, settings: Settings, n
         for shop_id, shop_docs in by_shop.items():
             shop = await shops.get(shop_id)
             if shop is None:
-                await repository.finish([HandlingResult(d["_id"], "shop_gone") for d in shop_docs], claim, now())
+                await repository.finish([HandlingResult(d["_id"], d["claim"], "shop_gone") for d in shop_docs], now())
                 continue
-            await handle_events(db, line, settings, shop, shop_docs, claim, now)
+            for start in range(0, len(shop_docs), HANDLING_BATCH):
+                await handle_batch(db, line, settings, shop, shop_docs[start:start + HANDLING_BATCH], now)
         handled += len(docs)
         log.info("recovered %d stored webhook event(s)", len(docs))
+
+
+def _handler(app: web.Application) -> Callable[[Shop, list[Document]], Any]:
+    async def handle(shop: Shop, docs: list[Document]) -> None:
+        now = app[CLOCK].now
+        # Held so long that recovery may take it over: leave it to recovery rather than race it.
+        late = [doc for doc in docs if now() - doc["received_at"] > LEASE / 2]
+        if late:
+            log.warning("%d webhook event(s) of shop %s waited too long; left to recovery", len(late), shop.shop_id)
+            docs = [doc for doc in docs if now() - doc["received_at"] <= LEASE / 2]
+        if docs:
+            await handle_batch(app[DATABASE], app[LINE], app[SETTINGS], shop, docs, now)
+
+    return handle
+
+
+async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The group writer of acknowledgements and the handling pipeline; on shutdown, drain then hand back."""
+    settings = app[SETTINGS]
+    repository = WebhookEventRepository(app[DATABASE])
+
+    async def write(docs: list[Document]) -> list[bool]:
+        with pymongo.timeout(ACK_TIMEOUT_SECONDS):
+            return await repository.insert_new(docs)
+
+    writes: GroupCommit[Document, bool] = GroupCommit(write, max_items=GROUP_WRITE_MAX)
+    pipeline = HandlingPipeline(_handler(app), workers=settings.webhook_workers,
+                                capacity=settings.webhook_queue_max, batch_max=HANDLING_BATCH)
+    app[WEBHOOK_WRITES] = writes
+    app[WEBHOOK_PIPELINE] = pipeline
+    pipeline.start()
+    yield
+    await writes.close()
+    left = await pipeline.stop(SHUTDOWN_GRACE_SECONDS)
+    if left:
+        with contextlib.suppress(PyMongoError):
+            await repository.release([doc for _, doc in left], app[CLOCK].now())
+        log.info("handed %d unhandled webhook event(s) back to recovery", len(left))
 
 
 async def _recovery_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -183,6 +237,7 @@ async def _recovery_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup_webhook(app: web.Application) -> None:
-    """Register the route and the recovery loop (after the database, LINE and background-task contexts)."""
+    """Register the route, the pipeline and the recovery loop (after the database and LINE contexts)."""
     app.router.add_post("/webhook/{shop_id}", receive)
+    app.cleanup_ctx.append(_pipeline_ctx)
     app.cleanup_ctx.append(_recovery_ctx)

@@ -35,6 +35,7 @@ log = logging.getLogger("linecrm.line")
 RETRY_KEY_NAMESPACE = uuid.UUID("6f2c1d0e-4b7a-5c3e-9a41-2f6d8b0c7e15")
 MONTHLY_LIMIT_MESSAGE = "You have reached your monthly limit."
 PUSH_PATH = "/v2/bot/message/push"
+REPLY_PATH = "/v2/bot/message/reply"
 
 T = TypeVar("T")
 MessageLike: TypeAlias = Message | dict[str, Any]
@@ -155,19 +156,30 @@ class LineClient:
         with `X-Line-Retry-Key`, and through `_call` for the same
         retry/409/429/quota handling as `push`. Do not mutate `messages` meanwhile.
         """
+        return await self._post_json("push", PUSH_PATH, {"to": to, "messages": list(messages)}, retry_key=retry_key)
+
+    async def reply_json(self, reply_token: str, messages: Sequence[dict[str, Any]]) -> SendResult:
+        """`reply` for messages that are already valid LINE JSON (see `push_json`); never retried.
+
+        Raises InvalidReplyToken when the token is stale or used (then push instead).
+        """
+        return await self._post_json("reply", REPLY_PATH, {"replyToken": reply_token, "messages": list(messages)},
+                                     retry_key=None)
+
+    async def _post_json(self, operation: str, path: str, body: dict[str, Any], *, retry_key: str | None) -> SendResult:
         api_client = self._api_client
-        url = api_client.configuration.host + PUSH_PATH
-        body = {"to": to, "messages": list(messages)}
+        url = api_client.configuration.host + path
 
         async def call() -> Any:
-            headers = {**api_client.default_headers, "X-Line-Retry-Key": retry_key,
-                       "Accept": "application/json", "Content-Type": "application/json"}
-            api_client.update_params_for_auth(headers, [], ["Bearer"], PUSH_PATH, "POST", body)
+            headers = {**api_client.default_headers, "Accept": "application/json", "Content-Type": "application/json"}
+            if retry_key is not None:
+                headers["X-Line-Retry-Key"] = retry_key
+            api_client.update_params_for_auth(headers, [], ["Bearer"], path, "POST", body)
             return await api_client.request("POST", url, headers=headers, body=body,
                                             _request_timeout=self._timeout)
 
         try:
-            response = await self._call("push", call, idempotent=True)
+            response = await self._call(operation, call, idempotent=retry_key is not None)
         except _AlreadyAccepted as accepted:
             return SendResult(request_id=accepted.request_id, already_accepted=True)
         return SendResult(request_id=response.getheader("x-line-request-id"), sent_message_ids=_sent_ids(response.data))

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     line_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     log_level: str = "INFO"
+    # Webhook handling after the acknowledgement: events waiting or in hand at most (beyond: 503, LINE
+    # redelivers), and how many batches are handled at once.
+    webhook_queue_max: int = Field(default=2000, ge=1, le=100_000)
+    webhook_workers: int = Field(default=4, ge=1, le=64)
 
     @field_validator("line_api_base", "line_data_api_base", "line_login_base", "public_base_url")
     @classmethod

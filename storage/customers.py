@@ -17,6 +17,8 @@ A customer may exist before they follow (an order or a link import names them);
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -55,12 +57,93 @@ def is_reachable(customer: Document) -> bool:
     return bool(customer.get("friend")) and not customer.get("blocked") and not customer.get("opted_out")
 
 
+@dataclass(frozen=True)
+class CustomerChange:
+    """One upsert of a customer's fields, written later with others (`CustomerRepository.apply`).
+
+    `applied` shows what the document will look like, so a batch of webhook
+    events can read its own writes before they are flushed.
+    """
+
+    shop_id: str
+    line_user_id: str
+    fields: dict[str, Any]  # $set
+    insert: dict[str, Any]  # $setOnInsert (never overlaps `fields`)
+
+    def operation(self) -> UpdateOne:
+        return UpdateOne({"_id": customer_key(self.shop_id, self.line_user_id)},
+                         {"$set": self.fields, "$setOnInsert": self.insert}, upsert=True)
+
+    def applied(self, doc: Document | None) -> Document:
+        base = dict(doc) if doc is not None else {"_id": customer_key(self.shop_id, self.line_user_id), **self.insert}
+        base.update(self.fields)
+        return base
+
+
+def _upsert(shop_id: str, line_user_id: str, fields: dict[str, Any], now: datetime) -> CustomerChange:
+    insert = {k: v for k, v in new_customer_fields(shop_id, line_user_id, now).items() if k not in fields}
+    return CustomerChange(shop_id, line_user_id, fields, insert)
+
+
+def follow_change(shop_id: str, line_user_id: str, profile: dict[str, Any] | None, is_unblocked: bool | None,
+                  now: datetime) -> CustomerChange:
+    """A follow (new friend or unblock): friend again, not blocked; refresh the profile we got."""
+    fields: dict[str, Any] = {
+        "friend": True,
+        "blocked": False,
+        "is_unblocked": is_unblocked,
+        "followed_at": now,
+        "updated_at": now,
+    }
+    if profile:
+        for ours, theirs in (
+            ("display_name", "displayName"),
+            ("picture_url", "pictureUrl"),
+            ("language", "language"),
+            ("status_message", "statusMessage"),
+        ):
+            if profile.get(theirs) is not None:
+                fields[ours] = profile[theirs]
+    return _upsert(shop_id, line_user_id, fields, now)
+
+
+def unfollow_change(shop_id: str, line_user_id: str, now: datetime) -> CustomerChange:
+    """The user blocked the account: never push to them until they follow again."""
+    return _upsert(shop_id, line_user_id, {"friend": False, "blocked": True, "unfollowed_at": now, "updated_at": now},
+                   now)
+
+
+def opt_out_change(shop_id: str, line_user_id: str, opted_out: bool, now: datetime) -> CustomerChange:
+    """配信停止 / 配信再開: marketing pushes stop or resume; replies to the customer still work."""
+    return _upsert(shop_id, line_user_id,
+                   {"opted_out": opted_out, "opted_out_at": now if opted_out else None, "updated_at": now}, now)
+
+
+GET_MANY_CHUNK = 50  # `$in` grows superlinearly on the embedded database
+
+
 class CustomerRepository:
     def __init__(self, database: Database) -> None:
         self._customers = database["customers"]
 
     async def get(self, shop_id: str, line_user_id: str) -> Document | None:
         return await self._customers.find_one({"_id": customer_key(shop_id, line_user_id)})
+
+    async def get_many(self, shop_id: str, line_user_ids: Iterable[str]) -> dict[str, Document]:
+        """The customers that exist among these LINE users, one indexed query per 50."""
+        users = sorted(set(line_user_ids))
+        found: dict[str, Document] = {}
+        for start in range(0, len(users), GET_MANY_CHUNK):
+            async for doc in self._customers.find(
+                {"shop_id": shop_id, "line_user_id": {"$in": users[start:start + GET_MANY_CHUNK]}}
+            ):
+                found[doc["line_user_id"]] = doc
+        return found
+
+    async def apply(self, changes: Sequence[CustomerChange]) -> None:
+        """Write changes in one ordered bulk write (a customer's later change wins)."""
+        if changes:
+            await self._customers.bulk_write([change.operation() for change in changes], ordered=True)
 
     async def ensure(self, shop_id: str, line_user_id: str, now: datetime) -> None:
         """Make sure the customer exists (idempotent), without changing an existing one."""
@@ -74,26 +157,10 @@ class CustomerRepository:
         self, shop_id: str, line_user_id: str, profile: dict[str, Any] | None, is_unblocked: bool | None, now: datetime
     ) -> Document:
         """A follow (new friend or unblock): friend again, not blocked; refresh the profile we got."""
-        fields: dict[str, Any] = {
-            "friend": True,
-            "blocked": False,
-            "is_unblocked": is_unblocked,
-            "followed_at": now,
-            "updated_at": now,
-        }
-        if profile:
-            for ours, theirs in (
-                ("display_name", "displayName"),
-                ("picture_url", "pictureUrl"),
-                ("language", "language"),
-                ("status_message", "statusMessage"),
-            ):
-                if profile.get(theirs) is not None:
-                    fields[ours] = profile[theirs]
-        insert = {k: v for k, v in new_customer_fields(shop_id, line_user_id, now).items() if k not in fields}
+        change = follow_change(shop_id, line_user_id, profile, is_unblocked, now)
         doc = await self._customers.find_one_and_update(
             {"_id": customer_key(shop_id, line_user_id)},
-            {"$set": fields, "$setOnInsert": insert},
+            {"$set": change.fields, "$setOnInsert": change.insert},
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
@@ -102,22 +169,11 @@ class CustomerRepository:
 
     async def record_unfollow(self, shop_id: str, line_user_id: str, now: datetime) -> None:
         """The user blocked the account: never push to them until they follow again."""
-        insert = {k: v for k, v in new_customer_fields(shop_id, line_user_id, now).items() if k not in ("friend", "blocked")}
-        await self._customers.update_one(
-            {"_id": customer_key(shop_id, line_user_id)},
-            {"$set": {"friend": False, "blocked": True, "unfollowed_at": now, "updated_at": now}, "$setOnInsert": insert},
-            upsert=True,
-        )
+        await self.apply([unfollow_change(shop_id, line_user_id, now)])
 
     async def set_opted_out(self, shop_id: str, line_user_id: str, opted_out: bool, now: datetime) -> None:
         """配信停止 / 配信再開: marketing pushes stop or resume; replies to the customer still work."""
-        insert = {k: v for k, v in new_customer_fields(shop_id, line_user_id, now).items() if k != "opted_out"}
-        await self._customers.update_one(
-            {"_id": customer_key(shop_id, line_user_id)},
-            {"$set": {"opted_out": opted_out, "opted_out_at": now if opted_out else None, "updated_at": now},
-             "$setOnInsert": insert},
-            upsert=True,
-        )
+        await self.apply([opt_out_change(shop_id, line_user_id, opted_out, now)])
 
     # --- admin API: listing, tags, rank, shop customer IDs (indexes declared below the class) ---
 

@@ -107,6 +107,20 @@ class PointsSummary:
     soonest_expiry_at: datetime | None
 
 
+def summary_from_customer(customer: Mapping[str, Any] | None, now: datetime) -> PointsSummary | None:
+    """The summary from the figures kept on the customer at every posting, without reading the ledger.
+
+    None when the kept soonest expiry is already past (the scheduler has not
+    expired those points yet): then only the ledger knows the next one.
+    """
+    points = (customer or {}).get("points") or {}
+    expiry = points.get("soonest_expiry_at")
+    if expiry is not None and expiry <= now:
+        return None
+    amount = points.get("soonest_expiring_amount") if expiry is not None else None
+    return PointsSummary(int(points.get("balance", 0)), amount, expiry)
+
+
 @dataclass(frozen=True)
 class Posted:
     outcome: Outcome

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -139,3 +141,38 @@ class ShopRepository:
             return_document=ReturnDocument.AFTER,
         )
         return Shop.from_doc(doc) if doc else None
+
+
+class ShopCache:
+    """Shops by ID, kept in this process for `ttl` seconds: the webhook's signature check needs the
+    channel secret on every request, and a read per request is most of the cost of an acknowledgement.
+
+    A changed shop (e.g. a rotated secret) reaches every process within the TTL;
+    callers that find a cached value wrong (a signature that does not match)
+    ask again with `fresh=True`. Unknown shops are never cached, so a new shop
+    works at once.
+    """
+
+    def __init__(self, repository: ShopRepository, *, ttl: float = 10.0, max_entries: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._repository = repository
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[str, tuple[Shop, float]] = {}
+
+    async def get(self, shop_id: str, *, fresh: bool = False) -> Shop | None:
+        cached = self._entries.get(shop_id)
+        if cached is not None and not fresh and cached[1] > self._clock():
+            return cached[0]
+        shop = await self._repository.get(shop_id)
+        if shop is None:
+            self._entries.pop(shop_id, None)
+            return None
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()
+        self._entries[shop_id] = (shop, self._clock() + self._ttl)
+        return shop
+
+    def forget(self, shop_id: str) -> None:
+        self._entries.pop(shop_id, None)

@@ -33,4 +33,4 @@ def _link(ctx: EventContext) -> dict[str, str] | None:
 async def on_account_link(ctx: EventContext, nonce: str, result: str) -> None:
     outcome = await complete_account_link(ctx.db, ctx.shop.shop_id, ctx.user_id, nonce, result, ctx.now)
     if ctx.user_id and ctx.reply_token:
-        await respond(ctx, [text_message(LINKED_TEXT if outcome.ok else FAILED_TEXT)])
+        respond(ctx, [text_message(LINKED_TEXT if outcome.ok else FAILED_TEXT)])

@@ -14,9 +14,8 @@ from bot.flex.points import PointsView, points_message
 from bot.flex.welcome import welcome_message
 from bot.router import EventContext
 from core.flex import text_message
-from storage.customers import CustomerRepository
 from storage.orders import OrderRepository
-from storage.points import PointsRepository
+from storage.points import PointsRepository, summary_from_customer
 from storage.products import ProductRepository
 
 HISTORY_WINDOW = timedelta(days=92)  # "the last 3 months"
@@ -42,8 +41,10 @@ async def link_offer(ctx: EventContext) -> list[dict[str, Any]]:
 
 
 async def points(ctx: EventContext, user_id: str) -> list[dict[str, Any]]:
-    summary = await PointsRepository(ctx.db).summary(ctx.shop.shop_id, user_id, ctx.now)
-    customer = await CustomerRepository(ctx.db).get(ctx.shop.shop_id, user_id)
+    customer = ctx.batch.customer(user_id)
+    summary = summary_from_customer(customer, ctx.now)
+    if summary is None:  # the kept soonest expiry is past: only the ledger knows the next one
+        summary = await PointsRepository(ctx.db).summary(ctx.shop.shop_id, user_id, ctx.now)
     messaging = await ctx.messaging()
     view = PointsView(
         balance=summary.balance,
@@ -80,6 +81,6 @@ async def history(ctx: EventContext, user_id: str) -> list[dict[str, Any]]:
     return [history_message(cards, ctx.shop.timezone)]
 
 
-async def set_opted_out(ctx: EventContext, user_id: str, opted_out: bool) -> list[dict[str, Any]]:
-    await CustomerRepository(ctx.db).set_opted_out(ctx.shop.shop_id, user_id, opted_out, ctx.now)
+def set_opted_out(ctx: EventContext, user_id: str, opted_out: bool) -> list[dict[str, Any]]:
+    ctx.batch.set_opted_out(user_id, opted_out)  # stored before the confirmation goes out
     return [text_message(OPTED_OUT_TEXT if opted_out else OPTED_IN_TEXT)]

@@ -6,7 +6,6 @@ from bot.handlers import actions
 from bot.handlers.filters import from_user
 from bot.replies import respond
 from bot.router import EventContext, Router
-from storage.customers import CustomerRepository
 
 router = Router("follow")
 
@@ -16,7 +15,5 @@ async def on_follow(ctx: EventContext, user_id: str) -> None:
     profile = await ctx.line.get_profile(user_id)
     detail = ctx.event.get("follow")
     is_unblocked = detail.get("isUnblocked") if isinstance(detail, dict) else None
-    await CustomerRepository(ctx.db).record_follow(
-        ctx.shop.shop_id, user_id, profile, is_unblocked if isinstance(is_unblocked, bool) else None, ctx.now
-    )
-    await respond(ctx, await actions.welcome(ctx))
+    ctx.batch.record_follow(user_id, profile, is_unblocked if isinstance(is_unblocked, bool) else None)
+    respond(ctx, await actions.welcome(ctx))

@@ -23,27 +23,27 @@ router = Router("message")
 
 @router.on("message", keyword("points"))
 async def on_points_keyword(ctx: EventContext, user_id: str) -> None:
-    await respond(ctx, await actions.points(ctx, user_id))
+    respond(ctx, await actions.points(ctx, user_id))
 
 
 @router.on("message", keyword("history"))
 async def on_history_keyword(ctx: EventContext, user_id: str) -> None:
-    await respond(ctx, await actions.history(ctx, user_id))
+    respond(ctx, await actions.history(ctx, user_id))
 
 
 @router.on("message", keyword("opt_out"))
 async def on_opt_out_keyword(ctx: EventContext, user_id: str) -> None:
-    await respond(ctx, await actions.set_opted_out(ctx, user_id, True))
+    respond(ctx, actions.set_opted_out(ctx, user_id, True))
 
 
 @router.on("message", keyword("opt_in"))
 async def on_opt_in_keyword(ctx: EventContext, user_id: str) -> None:
-    await respond(ctx, await actions.set_opted_out(ctx, user_id, False))
+    respond(ctx, actions.set_opted_out(ctx, user_id, False))
 
 
 @router.on("message", keyword("link"))
 async def on_link_keyword(ctx: EventContext, user_id: str) -> None:
-    await respond(ctx, await actions.link_offer(ctx))
+    respond(ctx, await actions.link_offer(ctx))
 
 
 @router.on("message", text_from_user)
@@ -51,7 +51,7 @@ async def on_link_code(ctx: EventContext, user_id: str, text: str) -> object:
     outcome = await redeem_chat_code(ctx.db, ctx.shop.shop_id, text, user_id, ctx.now)
     if outcome is None:
         return SKIP  # not a link code: let the default reply answer
-    await respond(ctx, [text_message(outcome.message)])  # linked, or why the code did not work
+    respond(ctx, [text_message(outcome.message)])  # linked, or why the code did not work
     return None
 
 
@@ -60,5 +60,5 @@ async def on_other_text(ctx: EventContext, user_id: str, text: str) -> object:
     reply = (await ctx.messaging()).default_reply
     if reply is None:
         return SKIP  # silence: the event stays "unhandled" in the store
-    await respond(ctx, [text_message(reply)])
+    respond(ctx, [text_message(reply)])
     return None

@@ -17,22 +17,22 @@ router = Router("postback")
 
 @router.on("postback", postback_action("points"))
 async def on_points(ctx: EventContext, user_id: str, postback: Postback) -> None:
-    await respond(ctx, await actions.points(ctx, user_id))
+    respond(ctx, await actions.points(ctx, user_id))
 
 
 @router.on("postback", postback_action("history"))
 async def on_history(ctx: EventContext, user_id: str, postback: Postback) -> None:
-    await respond(ctx, await actions.history(ctx, user_id))
+    respond(ctx, await actions.history(ctx, user_id))
 
 
 @router.on("postback", postback_action("opt_out", "opt_in"))
 async def on_opt(ctx: EventContext, user_id: str, postback: Postback) -> None:
-    await respond(ctx, await actions.set_opted_out(ctx, user_id, postback.action == "opt_out"))
+    respond(ctx, actions.set_opted_out(ctx, user_id, postback.action == "opt_out"))
 
 
 @router.on("postback", postback_action("link"))
 async def on_link(ctx: EventContext, user_id: str, postback: Postback) -> None:
-    await respond(ctx, await actions.link_offer(ctx))
+    respond(ctx, await actions.link_offer(ctx))
 
 
 @router.on("postback", invalid_postback)

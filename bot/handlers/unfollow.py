@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from bot.handlers.filters import from_user
 from bot.router import EventContext, Router
-from storage.customers import CustomerRepository
 
 router = Router("unfollow")
 
 
 @router.on("unfollow", from_user)
 async def on_unfollow(ctx: EventContext, user_id: str) -> None:
-    await CustomerRepository(ctx.db).record_unfollow(ctx.shop.shop_id, user_id, ctx.now)
+    ctx.batch.record_unfollow(user_id)

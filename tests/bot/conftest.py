@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bot.typedefs import BACKGROUND_TASKS, DATABASE
+from bot.typedefs import DATABASE, WEBHOOK_PIPELINE
 from linesim.client import SimClient
 from storage.database import Database
 from tests.conftest import ShopHandle
@@ -19,10 +18,8 @@ USER = "U" + "1" * 32
 
 
 async def settle(app: web.Application) -> None:
-    """Wait until every background task (webhook handling after the ack) has finished."""
-    tasks = app[BACKGROUND_TASKS]
-    while tasks:
-        await asyncio.gather(*list(tasks), return_exceptions=True)
+    """Wait until the webhook's handling pipeline has handled everything acknowledged so far."""
+    await app[WEBHOOK_PIPELINE].idle()
 
 
 @pytest.fixture

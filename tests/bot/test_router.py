@@ -11,7 +11,7 @@ from bot.router import SKIP, UNHANDLED, EventContext, Router
 def _ctx(event: dict[str, Any]) -> EventContext:
     now = datetime(2037, 12, 1, tzinfo=UTC)
     return EventContext(db=None, line=None, shop=None, settings=None, now=now, event=event,  # type: ignore[arg-type]
-                        key="k", received_at=now)
+                        key="k", received_at=now, batch=None)  # type: ignore[arg-type]
 
 
 async def test_first_matching_handler_wins_and_filters_pass_arguments() -> None:

@@ -1,0 +1,134 @@
+"""Handling stored webhook events, a batch of one shop's events at a time.
+
+The batch costs a fixed number of database round trips whatever its size:
+the customers of all its senders in one read, the shop's settings once, the
+handlers' customer writes in one bulk write, the "answering" marks in one, and
+the outcomes in one. Answers still go to LINE one per event (a reply token
+belongs to one event) - after the writes they confirm are stored.
+
+Order: each sender's events are handled one after another in LINE's
+timestamp order (handlers see the writes of the sender's earlier events);
+different senders run concurrently. A handler that raises fails its event
+only: it is retried later (lease back-off), the others are recorded done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from bot.batch import Batch
+from bot.handlers import build_router
+from bot.replies import REPLY, Sent, answer_method, send_answer
+from bot.router import EventContext, Outcome, Router
+from core.line_client import LineClients
+from core.settings import Settings
+from storage.database import Database, Document
+from storage.shops import Shop
+from storage.webhook_events import AnswerPlan, HandlingResult, WebhookEventRepository
+
+log = logging.getLogger("linecrm.webhook")
+
+ROUTER: Router = build_router()
+
+
+def _timestamp(doc: Document) -> int:
+    return int(doc["event"].get("timestamp") or 0)
+
+
+def _chains(contexts: Sequence[EventContext]) -> list[list[EventContext]]:
+    """Contexts grouped by sender, each group in timestamp order; events without a sender stand alone."""
+    by_sender: dict[str, list[EventContext]] = {}
+    alone: list[list[EventContext]] = []
+    for ctx in contexts:
+        if ctx.user_id is None:
+            alone.append([ctx])
+        else:
+            by_sender.setdefault(ctx.user_id, []).append(ctx)
+    return [*by_sender.values(), *alone]
+
+
+async def handle_batch(
+    db: Database,
+    line: LineClients,
+    settings: Settings,
+    shop: Shop,
+    docs: Sequence[Document],
+    now: Callable[[], datetime],
+    router: Router = ROUTER,
+) -> list[HandlingResult]:
+    """Handle stored events of one shop (each still owned by the claim it carries) and record every outcome."""
+    client = line.for_token(shop.line.channel_access_token)
+    batch = Batch(db, shop, now())
+    repository = WebhookEventRepository(db)
+    ordered = sorted(docs, key=_timestamp)
+    contexts: list[EventContext] = []
+    previous: dict[str, str | None] = {}
+    for doc in ordered:
+        answering = doc.get("answering") or {}
+        previous[doc["_id"]] = answering.get("method")
+        # A reply that may have gone out is never repeated (it has no retry key); a push may be.
+        unsure = answering.get("method") == REPLY and doc.get("responded_at") is None
+        if unsure:
+            log.warning("event %s of shop %s: an earlier reply may have gone out; not answering again",
+                        doc["webhook_event_id"], shop.shop_id)
+        contexts.append(EventContext(
+            db=db, line=client, shop=shop, settings=settings, now=batch.now, event=doc["event"], key=doc["_id"],
+            received_at=doc["received_at"], batch=batch, responded=doc.get("responded_at") is not None or unsure,
+        ))
+    await batch.load_customers({ctx.user_id for ctx in contexts if ctx.user_id})
+
+    outcomes: dict[str, Outcome | Exception] = {}
+
+    async def dispatch(chain: list[EventContext]) -> None:
+        for ctx in chain:
+            try:
+                outcomes[ctx.key] = await router.dispatch(ctx)
+            except Exception as exc:  # this event fails alone; recovery retries it after a back-off
+                log.exception("event %s (%s) of shop %s failed", ctx.webhook_event_id, ctx.type, shop.shop_id)
+                outcomes[ctx.key] = exc
+
+    chains = _chains(contexts)
+    await asyncio.gather(*(dispatch(chain) for chain in chains))
+
+    claims = {doc["_id"]: doc["claim"] for doc in ordered}
+    planned: dict[str, str] = {}
+    at = now()
+    for ctx in contexts:
+        if ctx.answer and not isinstance(outcomes.get(ctx.key), Exception):
+            method = answer_method(ctx, at, previous[ctx.key])
+            if method is not None:
+                planned[ctx.key] = method
+    # Everything the answers confirm is stored before the first answer goes out.
+    await asyncio.gather(
+        batch.flush(),
+        repository.mark_answering([AnswerPlan(key, claims[key], method) for key, method in planned.items()], at),
+    )
+
+    sent: dict[str, Sent] = {}
+
+    async def answer(chain: list[EventContext]) -> None:
+        for ctx in chain:
+            if ctx.key in planned:
+                sent[ctx.key] = await send_answer(ctx, planned[ctx.key])
+
+    await asyncio.gather(*(answer(chain) for chain in chains))
+
+    results = [_result(ctx, claims[ctx.key], outcomes.get(ctx.key), sent.get(ctx.key),
+                       int(doc.get("attempts", 1))) for ctx, doc in zip(contexts, ordered, strict=True)]
+    await repository.finish(results, now())
+    return results
+
+
+def _result(ctx: EventContext, claim: str, outcome: Outcome | Exception | None, sent: Sent | None,
+            attempts: int) -> HandlingResult:
+    if isinstance(outcome, Exception):
+        return HandlingResult(ctx.key, claim, "error", f"{type(outcome).__name__}: {outcome}", attempts)
+    name = str(outcome) if outcome is not None else "unhandled"
+    if sent is not None and sent.error is not None:
+        log.warning("answer to event %s of shop %s failed: %s", ctx.webhook_event_id, ctx.shop.shop_id, sent.error)
+        return HandlingResult(ctx.key, claim, "error", sent.error, attempts, answer_unsent=sent.unsent)
+    return HandlingResult(ctx.key, claim, name, responded=sent is not None and sent.responded)
+

@@ -1,0 +1,30 @@
+"""How durable a write must be before we tell the outside world "got it", and whether we can write at all.
+
+A webhook answered 200 is never sent again by LINE, and a browser event
+answered 204 is never retried by the script: those acknowledging writes use
+`ACKNOWLEDGED` - on the majority of a replica set (so a fail-over keeps them)
+and in the journal (so a crash of the database right after keeps them).
+SecantusDB honours `j: true` per write (it fsyncs that commit's log record
+even without `--sync-on-commit`); MongoDB requires `j: true` for the same
+guarantee when `writeConcernMajorityJournalDefault` is off.
+
+`writable` answers from what the driver already knows (its topology, updated
+by a failed operation or its monitor), without a round trip: while the
+database is down an endpoint can refuse at once (503, the sender retries)
+instead of waiting for server selection to time out.
+"""
+
+from __future__ import annotations
+
+from pymongo import WriteConcern
+
+from storage.database import Database
+
+ACKNOWLEDGED = WriteConcern(w="majority", j=True)
+# An acknowledging write gives up after this long (the sender then retries): LINE waits 2 s for an answer.
+ACK_TIMEOUT_SECONDS = 1.5
+
+
+def writable(database: Database) -> bool:
+    """False when the driver knows no server can take writes right now (e.g. the database was just killed)."""
+    return bool(database.client.topology_description.has_writable_server())
