@@ -33,7 +33,8 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    async with open_database(settings.mongodb_uri, settings.mongodb_db, settings.data_dir, schema.INDEXES) as database:
+    async with open_database(settings.mongodb_uri, settings.mongodb_db, settings.data_dir, schema.INDEXES,
+                             schema.OBSOLETE_INDEXES) as database:
         connect_listeners(database.signals)
         app[DATABASE] = database
         app[SHOPS] = ShopCache(ShopRepository(database))

@@ -64,13 +64,13 @@ async def handle_batch(
     batch = Batch(db, shop, now())
     repository = WebhookEventRepository(db)
     ordered = sorted(docs, key=_timestamp)
+    # Only a re-run (recovery) can find an answer an earlier attempt was about to send.
+    rerun = [doc["_id"] for doc in ordered if int(doc.get("attempts", 1)) > 1 and doc.get("responded_at") is None]
+    previous = await repository.answering(rerun) if rerun else {}
     contexts: list[EventContext] = []
-    previous: dict[str, str | None] = {}
     for doc in ordered:
-        answering = doc.get("answering") or {}
-        previous[doc["_id"]] = answering.get("method")
         # A reply that may have gone out is never repeated (it has no retry key); a push may be.
-        unsure = answering.get("method") == REPLY and doc.get("responded_at") is None
+        unsure = previous.get(doc["_id"]) == REPLY
         if unsure:
             log.warning("event %s of shop %s: an earlier reply may have gone out; not answering again",
                         doc["webhook_event_id"], shop.shop_id)
@@ -98,7 +98,7 @@ async def handle_batch(
     at = now()
     for ctx in contexts:
         if ctx.answer and not isinstance(outcomes.get(ctx.key), Exception):
-            method = answer_method(ctx, at, previous[ctx.key])
+            method = answer_method(ctx, at, previous.get(ctx.key))
             if method is not None:
                 planned[ctx.key] = method
     # Everything the answers confirm is stored before the first answer goes out.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from storage.database import Document
 from storage.shops import Shop
 
 log = logging.getLogger("linecrm.webhook")
+REFUSAL_LOG_EVERY_SECONDS = 10.0
 
 Handle = Callable[[Shop, list[Document]], Awaitable[Any]]
 
@@ -46,6 +48,8 @@ class HandlingPipeline:
         self._queues: list[asyncio.Queue[_Job]] = [asyncio.Queue() for _ in range(workers)]
         self._workers: list[asyncio.Task[None]] = []
         self._reserved = 0
+        self.refused = 0  # requests refused because the pipeline was full, since start
+        self._refusal_logged_at = -REFUSAL_LOG_EVERY_SECONDS
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -61,6 +65,11 @@ class HandlingPipeline:
         few hundred events in one), so no request is refused forever.
         """
         if self._reserved and self._reserved + events > self._capacity:
+            self.refused += 1
+            if time.monotonic() - self._refusal_logged_at >= REFUSAL_LOG_EVERY_SECONDS:
+                self._refusal_logged_at = time.monotonic()
+                log.warning("webhook handling is full (%d events): answering 503 (%d refused so far)",
+                            self._reserved, self.refused)
             return False
         self._reserved += events
         self._idle.clear()

@@ -132,7 +132,6 @@ async def receive(request: web.Request) -> web.Response:
     app = request.app
     pipeline = app[WEBHOOK_PIPELINE]
     if not pipeline.reserve(len(events)):
-        log.warning("webhook handling is full (%d events): 503 for shop %s", pipeline.reserved, shop.shop_id)
         raise Unavailable("too many events waiting to be handled; try again later")
     stored = False
     try:

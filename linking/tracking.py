@@ -1,41 +1,51 @@
 """`POST /t/{shop_id}/events`: browser events from the shop's pages (the tracking script).
 
-Order of work, so junk and floods change nothing: shop and CORS origin → body
-size and JSON → pydantic validation of every event → the per-browser budget
-(in MongoDB, shared by every web process) → persist (events unique by the
-client's event ID, the browser's view counters by `$inc` in one bulk write) →
-204. Only events stored now count, so a retried beacon never double-counts a
-view. Views of a linked browser are attributed to its LINE user and announced
-with the durable `product_viewed` signal.
+Order of work, so junk and floods change nothing: shop (cached) → sender: an
+allowed `Origin`, or - when the shop opted in to server-side events - its API
+key → body size and JSON → pydantic validation of every event → a group write
+with the events of concurrent requests (`linking.ingest`: the shop's and the
+browsers' per-minute budgets in MongoDB, shared by every web process; then the
+events, unique by the client's event ID, with the browsers' view counters in
+one transaction) → 204. A request without an allowed Origin and without the
+key is refused: anything else could post events in a shop's name.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import json
+import logging
 import time
-from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
+import pymongo
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pymongo.errors import PyMongoError
 
 from admin_api.models import Identifier
-from bot.typedefs import CLOCK, DATABASE
+from bot.typedefs import CLOCK, DATABASE, SHOPS
 from core.errors import ApiError, from_validation_error
+from linking.ingest import Submission, Verdict, ingest_group
 from linking.models import BrowserId, EventId, PageUrl, ShortValue
-from storage.browsers import BrowserRepository, ViewCount
-from storage.database import Database, Document
-from storage.events import EventRepository, event_key
+from storage.durability import ACK_TIMEOUT_SECONDS, writable
+from storage.group_commit import GroupCommit
 from storage.shop_settings import ShopSettingsRepository, TrackingSettings
-from storage.shops import ShopRepository
-from storage.signals import deliver_all, drop_all
+from storage.shops import ShopRepository, hash_api_key
+
+log = logging.getLogger("linecrm.linking")
 
 MAX_BODY_BYTES = 32 * 1024
 MAX_BATCH = 20
-EVENTS_PER_BROWSER_PER_MINUTE = 120
 PREFLIGHT_MAX_AGE = "600"
+GROUP_WINDOW_SECONDS = 0.002  # how long a group waits for more requests: a few ms
+GROUP_MAX_REQUESTS = 100
+GROUP_WRITES_IN_FLIGHT = 2
+GROUP_TIMEOUT_SECONDS = 5.0  # a group write (several round trips) gives up after this long: 503
 
 
 class Utm(BaseModel):
@@ -88,79 +98,6 @@ def parse_events(raw: bytes) -> list[BrowserEvent]:
     return list(unique.values())
 
 
-def event_document(shop_id: str, event: BrowserEvent, received_at: datetime) -> Document:
-    doc: Document = {"_id": event_key(shop_id, event.event_id), "shop_id": shop_id, "received_at": received_at}
-    doc.update(event.model_dump(exclude_none=True))
-    return doc
-
-
-def first_seen_fields(events: list[BrowserEvent]) -> dict[str, Any]:
-    """What a new browser remembers of its landing (first UTM and referrer)."""
-    first = events[0]
-    return {
-        "first_utm": first.utm.model_dump(exclude_none=True) if first.utm else None,
-        "first_referrer": first.referrer,
-    }
-
-
-def view_counts(events: list[BrowserEvent], stored: set[str], now: datetime) -> list[ViewCount]:
-    """Product page views among the events stored now, counted per product."""
-    counts: dict[str, int] = defaultdict(int)
-    for event in events:
-        if event.type == "page_view" and event.product_id and event.event_id in stored:
-            counts[event.product_id] += 1
-    return [ViewCount(product_id, count, now, now) for product_id, count in counts.items()]
-
-
-async def ingest(db: Database, shop_id: str, events: list[BrowserEvent], now: datetime) -> int:
-    """Persist a validated batch; returns how many events were new. Raises 429 when a browser is over budget."""
-    by_browser: dict[str, list[BrowserEvent]] = defaultdict(list)
-    for event in events:
-        by_browser[event.browser_id].append(event)
-    browsers = BrowserRepository(db)
-    for browser_id, own in by_browser.items():
-        allowed = await browsers.take_budget(
-            shop_id, browser_id, len(own), EVENTS_PER_BROWSER_PER_MINUTE, now, first_seen_fields(own)
-        )
-        if not allowed:
-            raise ApiError(429, "rate_limited", "too many events from this browser; try again in a minute", "browser_id")
-    # The views' intents go first (durable signals): a crash after the events are stored leaves them
-    # for the worker, whose listeners recompute from the view rows.
-    viewed = {browser_id: sorted({e.product_id for e in own if e.type == "page_view" and e.product_id})
-              for browser_id, own in by_browser.items()}
-    viewed = {browser_id: products for browser_id, products in viewed.items() if products}
-    known = await browsers.line_users(shop_id, viewed) if viewed else {}
-    planned = [(b, pid) for b, products in viewed.items() if known.get(b) for pid in products]
-    intents = await db.signals.product_viewed.intend_many(db, [(shop_id, known[b], pid, now) for b, pid in planned],
-                                                          now)
-    stored = await EventRepository(db).insert_new([event_document(shop_id, event, now) for event in events])
-    new_views: dict[str, list[ViewCount]] = {}
-    first_views: dict[str, list[str]] = {}
-    for browser_id, own in by_browser.items():
-        views = view_counts(own, stored, now)
-        if views:
-            new_views[browser_id] = views
-            first_views[browser_id] = await browsers.add_views(shop_id, browser_id, views)
-    late = []
-    if new_views:
-        # Read the owner after writing the views: a link racing with us either sees our new
-        # view documents or we see its owner, so no view is left unattributed.
-        owners = await browsers.line_users(shop_id, new_views)
-        for browser_id, views in new_views.items():
-            line_user_id = owners.get(browser_id)
-            if not line_user_id:
-                continue
-            if first_views[browser_id]:
-                await browsers.claim_views(shop_id, browser_id, line_user_id)
-            if line_user_id != known.get(browser_id):  # linked (or moved) while we wrote: no intent yet
-                late += [(shop_id, line_user_id, view.product_id, now) for view in views]
-    fresh = {(b, view.product_id) for b, views in new_views.items() for view in views}
-    await drop_all([intent for intent, view in zip(intents, planned, strict=True) if view not in fresh])
-    await deliver_all([intent for intent, view in zip(intents, planned, strict=True) if view in fresh]
-                      + await db.signals.product_viewed.intend_many(db, late, now))
-    return len(stored)
-
-
 def cors_headers(origin: str | None, allowed: list[str]) -> dict[str, str]:
     """CORS answers only for the shop's configured origins; `Vary` keeps caches honest."""
     if origin is None or origin not in allowed:
@@ -169,47 +106,83 @@ def cors_headers(origin: str | None, allowed: list[str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class _Origins:
-    origins: list[str]
+class _Config:
+    settings: TrackingSettings
     expires: float
 
 
-# A per-process copy of each known shop's allowed origins, kept a few seconds: it saves two
-# round trips per event request, and a changed setting reaches every process within the TTL.
-ORIGINS: web.AppKey[dict[str, _Origins]] = web.AppKey("tracking_origins", dict)
-ORIGINS_TTL_SECONDS = 10.0
-ORIGINS_CACHE_MAX = 10_000
+# A per-process copy of each known shop's tracking settings, kept a few seconds: it saves a round trip
+# per event request, and a changed setting reaches every process within the TTL.
+CONFIGS: web.AppKey[dict[str, _Config]] = web.AppKey("tracking_configs", dict)
+TRACKING_WRITES: web.AppKey[GroupCommit[Submission, Verdict]] = web.AppKey("tracking_writes")
+CONFIG_TTL_SECONDS = 10.0
+CONFIG_CACHE_MAX = 10_000
 
 
-async def _shop_origins(request: web.Request) -> tuple[str, list[str]]:
+async def _shop_tracking(request: web.Request) -> tuple[str, TrackingSettings]:
     shop_id = request.match_info["shop_id"]
-    cache = request.app[ORIGINS]
+    cache = request.app[CONFIGS]
     cached = cache.get(shop_id)
     if cached is not None and cached.expires > time.monotonic():
-        return shop_id, cached.origins
-    db = request.app[DATABASE]
-    if await ShopRepository(db).get(shop_id) is None:
+        return shop_id, cached.settings
+    if await request.app[SHOPS].get(shop_id) is None:
         raise ApiError(404, "not_found", "unknown shop")  # never cached: a new shop works at once
-    settings = await ShopSettingsRepository(db).get(shop_id, TrackingSettings)
-    if len(cache) >= ORIGINS_CACHE_MAX:
+    settings = await ShopSettingsRepository(request.app[DATABASE]).get(shop_id, TrackingSettings)
+    if len(cache) >= CONFIG_CACHE_MAX:
         cache.clear()
-    cache[shop_id] = _Origins(settings.allowed_origins, time.monotonic() + ORIGINS_TTL_SECONDS)
-    return shop_id, settings.allowed_origins
+    cache[shop_id] = _Config(settings, time.monotonic() + CONFIG_TTL_SECONDS)
+    return shop_id, settings
 
 
-def _check_origin(origin: str | None, allowed: list[str]) -> None:
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def _check_sender(request: web.Request, shop_id: str, origin: str | None, settings: TrackingSettings) -> None:
+    """A page of the shop (an allowed Origin), or the shop's own servers (its API key, when opted in)."""
+    key = _bearer(request)
+    if key is not None:
+        if not settings.server_side_events:
+            raise ApiError(403, "server_side_events_disabled",
+                           "this shop does not accept server-side events (tracking setting server_side_events)",
+                           "Authorization")
+        # Read fresh (not cached): a rotated key stops working at once, as on the admin API.
+        shop = await ShopRepository(request.app[DATABASE]).get(shop_id)
+        presented = hash_api_key(key)
+        if shop is None or not any(hmac.compare_digest(stored, presented)
+                                   for stored in shop.doc.get("api_key_hashes", [])):
+            raise ApiError(401, "invalid_api_key", "the API key is not valid for this shop", "Authorization")
+        return
     # Browsers always send Origin on cross-site POSTs; a request without one is not from a page.
-    if origin is not None and origin not in allowed:
+    if origin is None:
+        raise ApiError(403, "origin_required", "events must come from one of the shop's pages (Origin)", "Origin")
+    if origin not in settings.allowed_origins:
         raise ApiError(403, "origin_not_allowed", "this origin may not send events for this shop", "Origin")
+
+
+async def _store(app: web.Application, submission: Submission) -> Verdict:
+    if not writable(app[DATABASE]):
+        raise ApiError(503, "unavailable", "the database is unavailable; try again later")
+    try:
+        (verdict,) = await app[TRACKING_WRITES].submit([submission])
+    except (PyMongoError, TimeoutError) as exc:
+        log.warning("storing browser events of shop %s failed: %r", submission.shop_id, exc)
+        raise ApiError(503, "unavailable", "the events could not be stored; try again later") from None
+    if verdict.refused == "shop":
+        raise ApiError(429, "rate_limited", "too many events for this shop; try again in a minute")
+    if verdict.refused == "browser":
+        raise ApiError(429, "rate_limited", "too many events from this browser; try again in a minute", "browser_id")
+    return verdict
 
 
 async def post_events(request: web.Request) -> web.Response:
     origin = request.headers.get("Origin")
     headers: dict[str, str] = {"Vary": "Origin"}
     try:
-        shop_id, allowed = await _shop_origins(request)
-        headers = cors_headers(origin, allowed)
-        _check_origin(origin, allowed)
+        shop_id, settings = await _shop_tracking(request)
+        headers = cors_headers(origin, settings.allowed_origins)
+        await _check_sender(request, shop_id, origin, settings)
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise ApiError(413, "payload_too_large", f"at most {MAX_BODY_BYTES} bytes per request")
         raw = await request.read()  # bounded by the app's client_max_size even without Content-Length
@@ -218,19 +191,22 @@ async def post_events(request: web.Request) -> web.Response:
         if not raw:
             raise ApiError(400, "invalid_json", "request body must be a JSON document")
         events = parse_events(raw)
-        await ingest(request.app[DATABASE], shop_id, events, request.app[CLOCK].now())
+        now: datetime = request.app[CLOCK].now()
+        await _store(request.app, Submission(shop_id, [event.model_dump(exclude_none=True) for event in events], now,
+                                             settings.events_per_minute))
     except ApiError as exc:
         response = exc.response()
         response.headers.update(headers)
-        if exc.status == 429:
-            response.headers["Retry-After"] = "60"
+        if exc.status in (429, 503):
+            response.headers["Retry-After"] = "60" if exc.status == 429 else "5"
         return response
     return web.Response(status=204, headers=headers)
 
 
 async def preflight(request: web.Request) -> web.Response:
     origin = request.headers.get("Origin")
-    _, allowed = await _shop_origins(request)
+    _, settings = await _shop_tracking(request)
+    allowed = settings.allowed_origins
     method = request.headers.get("Access-Control-Request-Method", "")
     if origin is None or origin not in allowed or method.upper() != "POST":
         raise ApiError(403, "origin_not_allowed", "this origin may not send events for this shop", "Origin")
@@ -245,7 +221,25 @@ async def preflight(request: web.Request) -> web.Response:
     )
 
 
+async def _writes_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The group writer of browser events (after the database context)."""
+    db = app[DATABASE]
+    clock = app[CLOCK]
+
+    async def write(submissions: list[Submission]) -> list[Verdict]:
+        with pymongo.timeout(GROUP_TIMEOUT_SECONDS):
+            return await ingest_group(db, submissions, clock.now())
+
+    writes: GroupCommit[Submission, Verdict] = GroupCommit(
+        write, max_items=GROUP_MAX_REQUESTS, window=GROUP_WINDOW_SECONDS, max_in_flight=GROUP_WRITES_IN_FLIGHT)
+    app[TRACKING_WRITES] = writes
+    yield
+    with contextlib.suppress(Exception):
+        await writes.close()
+
+
 def setup_tracking(app: web.Application) -> None:
-    app[ORIGINS] = {}
+    app[CONFIGS] = {}
     app.router.add_post("/t/{shop_id}/events", post_events)
     app.router.add_route("OPTIONS", "/t/{shop_id}/events", preflight)
+    app.cleanup_ctx.append(_writes_ctx)

@@ -3,8 +3,9 @@
 `browsers`, `_id` = "<shop_id>:<browser_id>": shop_id, browser_id,
 line_user_id (None until linked), linked_at, link_method, first_seen_at,
 last_seen_at, first_utm, first_referrer, link_history [{line_user_id,
-previous_line_user_id, method, at}], rate_minute, rate_count (the per-minute
-event budget, kept here so every web process shares it).
+previous_line_user_id, method, at}], rate_mark (the per-minute event budget,
+kept here so every web process shares it: see storage.rate_budgets; documents
+written before it carry rate_minute/rate_count, no longer read).
 
 `product_views`, `_id` = "<shop_id>:<browser_id>:<product_id>": shop_id,
 browser_id, product_id, line_user_id (None until linked; set on all of a
@@ -16,15 +17,17 @@ through a new successful link (`linking.links.link_browser`), which is recorded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from storage.database import Database, Document, IndexSpec
+from storage.rate_budgets import Take, insert_only, take_all
 
 INDEXES: list[IndexSpec] = (
     [
@@ -36,6 +39,7 @@ INDEXES: list[IndexSpec] = (
 )
 
 LINK_HISTORY_KEEP = 20
+ID_CHUNK = 25  # `$in` on _id grows superlinearly on the embedded database
 
 
 def browser_key(shop_id: str, browser_id: str) -> str:
@@ -56,6 +60,26 @@ class ViewCount:
     last_at: datetime
 
 
+@dataclass(frozen=True)
+class BrowserViews:
+    """New product views of one browser, and who its views belong to when the view rows are created."""
+
+    shop_id: str
+    browser_id: str
+    views: list[ViewCount]
+    line_user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BudgetTake:
+    """Events a browser sends now, with what a browser seen for the first time remembers of its landing."""
+
+    shop_id: str
+    browser_id: str
+    events: int
+    first_seen: Mapping[str, Any]
+
+
 class BrowserRepository:
     def __init__(self, database: Database) -> None:
         self._browsers = database["browsers"]
@@ -65,79 +89,56 @@ class BrowserRepository:
         return await self._browsers.find_one({"_id": browser_key(shop_id, browser_id)})
 
     async def line_users(self, shop_id: str, browser_ids: Iterable[str]) -> dict[str, str | None]:
-        """browser_id -> linked LINE user (None when unlinked), one round trip."""
-        ids = [browser_key(shop_id, b) for b in browser_ids]
+        """browser_id -> linked LINE user (None when unlinked), one round trip per 25 browsers."""
+        ids = [browser_key(shop_id, b) for b in sorted(set(browser_ids))]
         found: dict[str, str | None] = {}
-        async for doc in self._browsers.find({"_id": {"$in": ids}}, projection={"browser_id": 1, "line_user_id": 1}):
-            found[doc["browser_id"]] = doc.get("line_user_id")
+        for start in range(0, len(ids), ID_CHUNK):
+            async for doc in self._browsers.find({"_id": {"$in": ids[start:start + ID_CHUNK]}},
+                                                 projection={"browser_id": 1, "line_user_id": 1}):
+                found[doc["browser_id"]] = doc.get("line_user_id")
         return found
 
-    async def take_budget(
-        self, shop_id: str, browser_id: str, events: int, limit: int, now: datetime, first_seen: Mapping[str, Any]
-    ) -> bool:
-        """Spend `events` of the browser's per-minute budget, creating the browser if new.
+    async def take_budgets(self, takes: Sequence[BudgetTake], limit: int, now: datetime) -> list[bool]:
+        """Spend each browser's per-minute budget (creating browsers seen for the first time), one bulk write.
 
-        Atomic per document, so the budget holds across processes without a read:
-        first try to add to this minute's count under the limit, then to open a new
-        minute. Neither matching means the budget is spent.
+        Atomic per browser and shared by every process (storage.rate_budgets);
+        a refused take changes nothing. Per take: was it granted?
         """
-        minute = now.strftime("%Y%m%d%H%M")
-        key = browser_key(shop_id, browser_id)
-        if events > limit:
-            return False
-        insert = {
-            "shop_id": shop_id,
-            "browser_id": browser_id,
-            "line_user_id": None,
-            "linked_at": None,
-            "link_method": None,
-            "first_seen_at": now,
-            "link_history": [],
-            **first_seen,
-        }
-        for _ in range(2):  # a second round only when a concurrent request created the browser first
-            result = await self._browsers.update_one(
-                {"_id": key, "rate_minute": minute, "rate_count": {"$lte": limit - events}},
-                {"$inc": {"rate_count": events}, "$max": {"last_seen_at": now}},
-            )
-            if result.matched_count:
-                return True
-            try:
-                result = await self._browsers.update_one(
-                    {"_id": key, "rate_minute": {"$ne": minute}},
-                    {"$set": {"rate_minute": minute, "rate_count": events}, "$max": {"last_seen_at": now},
-                     "$setOnInsert": insert},
-                    upsert=True,
-                )
-            except DuplicateKeyError:  # exists with this minute open: over budget, or created just now
-                continue
-            return True
-        return False
+        budget_takes = []
+        for take in takes:
+            fields: dict[str, Any] = insert_only(
+                {"shop_id": take.shop_id, "browser_id": take.browser_id, "line_user_id": None, "linked_at": None,
+                 "link_method": None, "link_history": [], **take.first_seen}, now)
+            fields["last_seen_at"] = {"$max": ["$last_seen_at", {"$literal": now}]}
+            budget_takes.append(Take(browser_key(take.shop_id, take.browser_id), take.events, limit, fields))
+        return await take_all(self._browsers, budget_takes, now)
 
-    async def add_views(self, shop_id: str, browser_id: str, views: list[ViewCount]) -> list[str]:
-        """`$inc` the browser's view counters in one bulk write; returns the product IDs first seen now."""
-        if not views:
-            return []
-        ops = [
-            UpdateOne(
-                {"_id": view_key(shop_id, browser_id, view.product_id)},
-                {
-                    "$inc": {"count": view.count},
-                    "$min": {"first_viewed_at": view.first_at},
-                    "$max": {"last_viewed_at": view.last_at},
-                    "$setOnInsert": {
-                        "shop_id": shop_id,
-                        "browser_id": browser_id,
-                        "product_id": view.product_id,
-                        "line_user_id": None,
+    async def add_views_many(self, entries: Sequence[BrowserViews],
+                             session: AsyncClientSession | None = None) -> list[tuple[str, str]]:
+        """`$inc` the view counters of many browsers in one bulk write; returns (browser, product) first seen now.
+
+        A new view row starts attributed to the browser's LINE user as the caller read it.
+        """
+        ops: list[UpdateOne] = []
+        keys: list[tuple[str, str]] = []
+        for entry in entries:
+            for view in entry.views:
+                ops.append(UpdateOne(
+                    {"_id": view_key(entry.shop_id, entry.browser_id, view.product_id)},
+                    {
+                        "$inc": {"count": view.count},
+                        "$min": {"first_viewed_at": view.first_at},
+                        "$max": {"last_viewed_at": view.last_at},
+                        "$setOnInsert": {"shop_id": entry.shop_id, "browser_id": entry.browser_id,
+                                         "product_id": view.product_id, "line_user_id": entry.line_user_id},
                     },
-                },
-                upsert=True,
-            )
-            for view in views
-        ]
-        result = await self._views.bulk_write(ops, ordered=False)
-        return [views[index].product_id for index in result.upserted_ids or {}]
+                    upsert=True,
+                ))
+                keys.append((entry.browser_id, view.product_id))
+        if not ops:
+            return []
+        result = await self._views.bulk_write(ops, ordered=False, session=session)
+        return [keys[index] for index in result.upserted_ids or {}]
 
     async def claim_views(self, shop_id: str, browser_id: str, line_user_id: str) -> int:
         """Attribute every view of the browser to the LINE user (earlier views count once linked)."""

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pymongo import AsyncMongoClient, IndexModel
+from pymongo.errors import OperationFailure
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -40,6 +41,15 @@ class Database:
         for name, models in by_collection.items():
             await self.db[name].create_indexes(models)
         log.info("indexes ensured on %d collections", len(by_collection))
+
+    async def drop_indexes(self, names: Sequence[tuple[str, str]]) -> None:
+        """Drop indexes an earlier version made and no longer uses (`storage.schema.OBSOLETE_INDEXES`)."""
+        for collection, name in names:
+            try:
+                await self.db[collection].drop_index(name)
+            except OperationFailure:  # not there (never made, or dropped already)
+                continue
+            log.info("dropped obsolete index %s.%s", collection, name)
 
     async def ping(self) -> bool:
         """True when the server answers; used by /healthz."""

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from pymongo import ASCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError
 
 from storage.database import Database, Document, IndexSpec
 
 DUPLICATE_KEY = 11000
+ID_CHUNK = 25  # `$in` on _id grows superlinearly on the embedded database
 INDEXES: list[IndexSpec] = [
     IndexSpec("events", [("shop_id", ASCENDING), ("event_id", ASCENDING)], "shop_event", unique=True),
 ]
@@ -45,3 +47,17 @@ class EventRepository:
             duplicates = {int(error["index"]) for error in errors}
             return {doc["event_id"] for index, doc in enumerate(docs) if index not in duplicates}
         return {doc["event_id"] for doc in docs}
+
+    async def existing(self, keys: Sequence[str], session: AsyncClientSession | None = None) -> set[str]:
+        """Which of these event `_id`s are stored already (one round trip per 25)."""
+        found: set[str] = set()
+        for start in range(0, len(keys), ID_CHUNK):
+            async for doc in self._events.find({"_id": {"$in": list(keys[start:start + ID_CHUNK])}}, {"_id": 1},
+                                               session=session):
+                found.add(doc["_id"])
+        return found
+
+    async def insert(self, docs: Sequence[Document], session: AsyncClientSession | None = None) -> None:
+        """Insert events known to be new (inside a transaction a duplicate aborts it: check `existing` first)."""
+        if docs:
+            await self._events.insert_many(list(docs), ordered=False, session=session)

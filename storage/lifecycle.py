@@ -11,9 +11,9 @@ from storage.embedded import start_embedded
 
 
 @contextlib.asynccontextmanager
-async def open_database(uri: str | None, db_name: str, data_dir: Path,
-                        indexes: Sequence[IndexSpec]) -> AsyncIterator[Database]:
-    """Connect (starting the embedded server when no URI is given) and ensure the process's indexes."""
+async def open_database(uri: str | None, db_name: str, data_dir: Path, indexes: Sequence[IndexSpec],
+                        obsolete: Sequence[tuple[str, str]] = ()) -> AsyncIterator[Database]:
+    """Connect (starting the embedded server when no URI is given), ensure the process's indexes, drop obsolete ones."""
     server = None
     if uri is None:
         server = await start_embedded(data_dir)
@@ -21,6 +21,7 @@ async def open_database(uri: str | None, db_name: str, data_dir: Path,
     database = connect(uri, db_name)
     try:
         await database.ensure_indexes(indexes)
+        await database.drop_indexes(obsolete)
         yield database
     finally:
         await database.close()

@@ -32,3 +32,6 @@ INDEXES: list[IndexSpec] = [
     *reminders.INDEXES,
     *link_tokens.INDEXES,
 ]
+
+# Indexes earlier versions made that now only cost writes; the web process drops them at start-up.
+OBSOLETE_INDEXES: list[tuple[str, str]] = [*webhook_events.OBSOLETE_INDEXES]

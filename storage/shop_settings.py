@@ -213,6 +213,11 @@ class TrackingSettings(SettingsSection):
         default_factory=list, max_length=20, description="shop page origins allowed to post browser events (CORS)"
     )
     attribution_window_days: int = Field(default=7, ge=1, le=90, description="a purchase this soon after a message is a conversion")
+    server_side_events: bool = Field(
+        default=False, description="accept events without an allowed Origin when sent with the shop's API key "
+                                   "(Authorization: Bearer), e.g. from the shop platform's servers")
+    events_per_minute: int = Field(
+        default=60_000, ge=100, le=1_000_000, description="the shop's budget of browser events per minute (all browsers)")
 
 
 SECTIONS: dict[str, type[SettingsSection]] = {

@@ -105,13 +105,14 @@ class Signal:
         await database[OUTBOX].insert_one(entry, session=session)
         return Intent(self, database, args, entry["_id"])
 
-    async def intend_many(self, database: Database, calls: Sequence[tuple[Any, ...]], now: datetime) -> list[Intent]:
-        """`intend` for several calls with one insert."""
+    async def intend_many(self, database: Database, calls: Sequence[tuple[Any, ...]], now: datetime,
+                          session: AsyncClientSession | None = None) -> list[Intent]:
+        """`intend` for several calls with one insert (in `session`'s transaction when given)."""
         if not self._listeners or not calls:
             return [Intent(self, database, tuple(args), None) for args in calls]
         entries = [{"_id": secrets.token_hex(12), "signal": self.name, "args": list(args), "created_at": now,
                     "due_at": now + GRACE, "attempts": 0} for args in calls]
-        await database[OUTBOX].insert_many(entries, ordered=False)
+        await database[OUTBOX].insert_many(entries, ordered=False, session=session)
         return [Intent(self, database, tuple(args), entry["_id"]) for args, entry in zip(calls, entries, strict=True)]
 
     async def send(self, database: Database, *args: Any, now: datetime) -> bool:

@@ -4,20 +4,28 @@ Document (`webhook_events`, `_id` = "<shop_id>:<webhookEventId>"):
   shop_id, webhook_event_id, type, user_id, event (the raw JSON as LINE sent it),
   is_redelivery, received_at, state ("handling" | "done" | "failed"),
   claim (token of the handler that owns it), lease_until, attempts,
-  answering ({"method": "reply" | "push", "at"}: an answer is about to go out),
   responded_at (a message was sent in answer: never send another), outcome, error, handled_at.
+
+`webhook_answering`, `_id` = the event's `_id`: method ("reply" | "push"), at - an
+answer to that event was about to go out (kept two days).
 
 An event is inserted already leased to the process that received it (with the
 `ACKNOWLEDGED` write concern: the 200 follows), so the common path costs its
-share of one group insert, one bulk "answering" mark and one bulk "done" update
-per batch of events. If that process dies (or handling fails) the lease runs
-out and recovery claims the event again in a batch (`update_many` with a claim
-token and a state precondition, read back by token) - never
-`find_one_and_update` per event. A duplicate or redelivered event hits the
-unique `_id` and is not handled twice.
+share of one group insert, one small "answering" insert and a few `update_many`
+(one per outcome) per batch of events. If that process dies (or handling fails)
+the lease runs out and recovery claims the event again in a batch
+(`update_many` with a claim token and a state precondition, read back by `_id`)
+- never `find_one_and_update` per event. A duplicate or redelivered event hits
+the unique `_id` and is not handled twice.
 
-`answering` is written before an answer is sent and `responded_at` after: a
-re-run finding `answering` without `responded_at` does not know whether the
+Every secondary index costs every write of the collection on the embedded
+database (about 0.2 ms per index per document, whether its fields change or
+not), so `webhook_events` keeps two: the recovery scan and the TTL purge. Look
+ups by event go by `_id` (the engine fetches `_id` `$in` lists directly, also
+when the filter adds a claim/state precondition).
+
+An answer is marked `answering` before it is sent and `responded_at` after: a
+re-run finding the mark without `responded_at` does not know whether the
 answer went out. A push carries the event's retry key, so it is simply sent
 again (LINE drops the repeat); a reply has no such key, so it is not repeated.
 """
@@ -25,7 +33,7 @@ again (LINE drops the repeat); a reply has no such key, so it is not repeated.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,26 +45,33 @@ from storage.database import Database, Document, IndexSpec
 from storage.durability import ACKNOWLEDGED
 
 COLLECTION = "webhook_events"
+ANSWERING = "webhook_answering"
 HANDLING, DONE, FAILED = "handling", "done", "failed"
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
 KEEP_FOR = timedelta(days=30)
+KEEP_ANSWERING_FOR = timedelta(days=2)  # retries end within an hour of the event
 DUPLICATE_KEY = 11000
-RELEASE_CHUNK = 50  # `$in` on _id grows superlinearly on the embedded database
+ID_CHUNK = 25  # events per `_id` `$in` write: `$in` grows superlinearly, and a long write delays acknowledgements
 
 INDEXES: list[IndexSpec] = (
     [
-        IndexSpec(
-            COLLECTION, [("shop_id", ASCENDING), ("webhook_event_id", ASCENDING)], "shop_webhook_event", unique=True
-        ),
         # SecantusDB uses an index only when it covers every field of the filter,
-        # with at most one $in/range and that one last: hence these exact shapes.
+        # with at most one $in/range and that one last: hence this exact shape.
         IndexSpec(COLLECTION, [("state", ASCENDING), ("lease_until", ASCENDING)], "state_lease"),
-        IndexSpec(COLLECTION, [("claim", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)], "claim_state_id"),
         IndexSpec(COLLECTION, [("received_at", ASCENDING)], "received_ttl",
                   expire_after_seconds=int(KEEP_FOR.total_seconds())),
+        IndexSpec(ANSWERING, [("at", ASCENDING)], "answering_ttl",
+                  expire_after_seconds=int(KEEP_ANSWERING_FOR.total_seconds())),
     ]
 )
+# Indexes earlier versions made, now only a cost on every write (see above): dropped at start-up.
+OBSOLETE_INDEXES: list[tuple[str, str]] = [(COLLECTION, "shop_webhook_event"), (COLLECTION, "claim_state_id")]
+
+
+def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
+    for start in range(0, len(items), ID_CHUNK):
+        yield list(items[start:start + ID_CHUNK])
 
 
 def event_key(shop_id: str, webhook_event_id: str) -> str:
@@ -137,6 +152,7 @@ class WebhookEventRepository:
     def __init__(self, database: Database) -> None:
         self._events = database[COLLECTION]
         self._acknowledging = self._events.with_options(write_concern=ACKNOWLEDGED)
+        self._answering = database[ANSWERING]
 
     async def insert_new(self, docs: Sequence[Document]) -> list[bool]:
         """Insert events durably (one unordered bulk insert, `ACKNOWLEDGED`); per document: was it new?
@@ -172,36 +188,58 @@ class WebhookEventRepository:
         return StoredBatch(claim, new, len(docs) - len(new))
 
     async def mark_answering(self, plans: Sequence[AnswerPlan], now: datetime) -> None:
-        """Before answers go out: remember how each is sent, in one bulk write (see the module docstring)."""
+        """Before answers go out: remember how each is sent (one small insert; see the module docstring)."""
         if not plans:
             return
-        await self._events.bulk_write(
-            [UpdateOne({"_id": plan.key, "claim": plan.claim, "state": HANDLING},
-                       {"$set": {"answering": {"method": plan.method, "at": now}}}) for plan in plans],
-            ordered=False,
-        )
+        try:
+            await self._answering.insert_many(
+                [{"_id": plan.key, "method": plan.method, "at": now} for plan in plans], ordered=False)
+        except BulkWriteError as exc:  # marked by an earlier attempt (same method: a repeated push)
+            if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+                raise
+
+    async def answering(self, keys: Sequence[str]) -> dict[str, str]:
+        """Event `_id` -> how an earlier attempt was about to answer it (for re-runs only)."""
+        found: dict[str, str] = {}
+        for chunk in _chunks(keys):
+            async for doc in self._answering.find({"_id": {"$in": chunk}}):
+                found[doc["_id"]] = str(doc["method"])
+        return found
 
     async def finish(self, results: Sequence[HandlingResult], now: datetime) -> None:
-        """Record outcomes in one bulk write, each only while its claim still owns the event.
+        """Record outcomes, each only while its claim still owns the event.
 
-        A failure keeps the event leased for a back-off, so recovery tries it again later.
+        Successes go out as one `update_many` per (outcome, responded) and 25
+        events; a failure keeps the event leased for a back-off, so recovery
+        tries it again later.
         """
-        if not results:
-            return
-        ops = []
+        groups: dict[tuple[str, bool], list[HandlingResult]] = {}
+        failures: list[UpdateOne] = []
+        unsent: list[str] = []
         for result in results:
-            fields: dict[str, Any] = {"outcome": result.outcome}
-            if result.responded:
-                fields["responded_at"] = now
             if result.error is None:
-                fields.update({"state": DONE, "handled_at": now})
-            else:
-                fields.update({"error": result.error[:500], "lease_until": now + retry_delay(result.attempts)})
-            update: dict[str, Any] = {"$set": fields}
+                groups.setdefault((result.outcome, result.responded), []).append(result)
+                continue
+            fields: dict[str, Any] = {"outcome": result.outcome, "error": result.error[:500],
+                                      "lease_until": now + retry_delay(result.attempts)}
+            failures.append(UpdateOne({"_id": result.key, "claim": result.claim, "state": HANDLING}, {"$set": fields}))
             if result.answer_unsent:
-                update["$unset"] = {"answering": ""}
-            ops.append(UpdateOne({"_id": result.key, "claim": result.claim, "state": HANDLING}, update))
-        await self._events.bulk_write(ops, ordered=False)
+                unsent.append(result.key)
+        for (outcome, responded), done in groups.items():
+            fields = {"state": DONE, "outcome": outcome, "handled_at": now}
+            if responded:
+                fields["responded_at"] = now
+            for start in range(0, len(done), ID_CHUNK):
+                chunk = done[start:start + ID_CHUNK]
+                await self._events.update_many(
+                    {"_id": {"$in": [r.key for r in chunk]}, "claim": {"$in": sorted({r.claim for r in chunk})},
+                     "state": HANDLING},
+                    {"$set": fields},
+                )
+        if failures:
+            await self._events.bulk_write(failures, ordered=False)
+        for chunk in _chunks(unsent):  # LINE refused those answers: a retry may send them
+            await self._answering.delete_many({"_id": {"$in": chunk}})
 
     async def release(self, docs: Sequence[Document], now: datetime) -> None:
         """Events this process accepted but will not handle (it is stopping): let recovery take them now."""
@@ -209,18 +247,17 @@ class WebhookEventRepository:
         for doc in docs:
             by_claim.setdefault(doc["claim"], []).append(doc["_id"])
         for claim, ids in by_claim.items():
-            for start in range(0, len(ids), RELEASE_CHUNK):
-                await self._events.update_many(
-                    {"claim": claim, "state": HANDLING, "_id": {"$in": ids[start:start + RELEASE_CHUNK]}},
-                    {"$set": {"lease_until": now}},
-                )
+            for chunk in _chunks(ids):
+                await self._events.update_many({"_id": {"$in": chunk}, "claim": claim, "state": HANDLING},
+                                               {"$set": {"lease_until": now}})
 
     async def claim_expired(self, now: datetime, *, limit: int = 200) -> tuple[str, list[Document]]:
         """Claim events whose lease ran out (their handler died or failed), oldest first.
 
-        One indexed select, then per previous claim one conditional `update_many`
-        (still that claim, still handling), read back by our new claim. Events
-        that used up their attempts are marked failed instead of being handled.
+        One indexed select, then per previous claim a conditional `update_many`
+        per 25 events (still that claim, still handling), read back by `_id`
+        and kept where our claim won. Events that used up their attempts are
+        marked failed instead of being handled.
         """
         seen: dict[str, list[str]] = {}
         async for doc in self._events.find(
@@ -231,19 +268,22 @@ class WebhookEventRepository:
         if not seen:
             return claim, []
         for previous, ids in seen.items():
-            for start in range(0, len(ids), RELEASE_CHUNK):
+            for chunk in _chunks(ids):
                 await self._events.update_many(
-                    {"claim": previous, "state": HANDLING, "_id": {"$in": ids[start:start + RELEASE_CHUNK]}},
+                    {"_id": {"$in": chunk}, "claim": previous, "state": HANDLING},
                     {"$set": {"claim": claim, "lease_until": now + LEASE}, "$inc": {"attempts": 1}},
                 )
         claimed: list[Document] = []
         exhausted: list[UpdateOne] = []
-        async for doc in self._events.find({"claim": claim}):
-            if doc["attempts"] > MAX_ATTEMPTS:
-                exhausted.append(UpdateOne({"_id": doc["_id"], "claim": claim, "state": HANDLING},
-                                           {"$set": {"state": FAILED, "handled_at": now}}))
-            else:
-                claimed.append(doc)
+        for chunk in _chunks([key for ids in seen.values() for key in ids]):
+            async for doc in self._events.find({"_id": {"$in": chunk}}):
+                if doc.get("claim") != claim or doc.get("state") != HANDLING:
+                    continue  # another process claimed it first
+                if doc["attempts"] > MAX_ATTEMPTS:
+                    exhausted.append(UpdateOne({"_id": doc["_id"], "claim": claim, "state": HANDLING},
+                                               {"$set": {"state": FAILED, "handled_at": now}}))
+                else:
+                    claimed.append(doc)
         if exhausted:
             await self._events.bulk_write(exhausted, ordered=False)
         return claim, claimed
@@ -252,4 +292,5 @@ class WebhookEventRepository:
         return await self._events.find_one({"_id": event_key(shop_id, webhook_event_id)})
 
     async def count(self, shop_id: str) -> int:
+        """For tests and operators (no index: never on a request path)."""
         return await self._events.count_documents({"shop_id": shop_id})

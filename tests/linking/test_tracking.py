@@ -116,7 +116,7 @@ async def test_preflight_only_for_allowed_origins(client: TestClient[Any, Any], 
 async def test_rate_limit_per_browser_per_minute(
     client: TestClient[Any, Any], shop: ShopHandle, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("linking.tracking.EVENTS_PER_BROWSER_PER_MINUTE", 5)
+    monkeypatch.setattr("linking.ingest.EVENTS_PER_BROWSER_PER_MINUTE", 5)
     bid, other = browser_id(), browser_id()
     assert (await post_events(client, shop.shop_id, [event(bid) for _ in range(3)])).status == 204
     assert (await post_events(client, shop.shop_id, [event(bid) for _ in range(2)])).status == 204
