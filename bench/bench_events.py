@@ -1,16 +1,22 @@
-"""Browser-event ingestion: events/s accepted (204) with persistence, from a loopback load generator.
+"""Browser-event load test: our `POST /t/{shop}/events` against a minimal persisting endpoint, open loop.
 
-Closed loop: `--concurrency` senders post back to back to `POST /t/{shop}/events`
-for `--seconds`, first one event per request (what a beacon sends), then
-batches of `--batch`. Every event is a product `page_view` from one of
-`--browsers` browsers (so no browser hits the per-minute budget), with an
-allowed `Origin`. Afterwards it checks that every accepted event was stored and
-counted in `product_views`.
+Every process stands apart, so the load generator never starves the app: the
+embedded database (SecantusDB, or MONGODB_URI), our app, and the reference - a
+bare aiohttp endpoint that validates the same event model and stores each
+request's events with one `insert_many` (no budgets, no view counters, no
+group commit, no journal wait): the least any endpoint that persists events
+does, on the same machine and database in the same run. This process only
+generates load and checks.
 
-    .venv/bin/python -m bench.bench_events [--seconds 10] [--concurrency 32] [--batch 5] [--browsers 5000]
+The load is open-loop at fixed rates (latency counts from the scheduled
+moment): product `page_view`s from `--browsers` browsers with an allowed
+Origin, 1 and 5 events per request. For both it prints p50/p99 at each rate and
+the highest rate whose p99 stays under 50 ms with every request accepted; for
+ours, that every accepted event was stored and counted once in `product_views`,
+and database round trips per event (a command listener in the app).
 
-The app runs in a child process so the load generator does not share its event
-loop; the database is the embedded SecantusDB (or MONGODB_URI).
+    .venv/bin/python -m bench.bench_events [--seconds 6] [--rates 100,300,500,1000] [--per-request 1,5]
+                                           [--ladder 250,500,750,1000,1500,2000] [--skip-ladder]
 """
 
 from __future__ import annotations
@@ -24,80 +30,157 @@ import random
 import secrets
 import statistics
 import time
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from bench.common import bench_database
+from storage.embedded import free_port
 
 ORIGIN = "https://shop.example"
+GOAL_MS = 50.0
+CLIENT_TIMEOUT = 10.0
+SHOP_EVENTS_PER_MINUTE = 1_000_000  # the bench shop's budget: the load, not the budget, is measured
 
 
-def _serve(port: int, uri: str, db_name: str, ready: Any) -> None:
-    import logging
+def _serve_ours(port: int, uri: str, db_name: str, ready: Any) -> None:
+    from pymongo import monitoring
 
-    from aiohttp import web
-
+    from bench.bench_webhook import _run
     from bot.app import create_app
     from core.settings import Settings
 
-    logging.basicConfig(level=logging.WARNING)
+    counts: Counter[str] = Counter()
+
+    class Commands(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            target = event.command.get(event.command_name)
+            counts[f"{event.command_name} {target if isinstance(target, str) else ''}".strip()] += 1
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    monitoring.register(Commands())
     settings = Settings(mongodb_uri=uri, mongodb_db=db_name, line_api_base="http://127.0.0.1:9",
                         line_data_api_base="http://127.0.0.1:9", public_base_url="http://bench.test",
                         log_level="WARNING")
+    app = create_app(settings)
 
-    async def main() -> None:
-        runner = web.AppRunner(create_app(settings), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        ready.set()
-        await asyncio.Event().wait()
+    async def db_commands(request: web.Request) -> web.Response:
+        return web.json_response(dict(counts))
 
-    asyncio.run(main())
+    app.router.add_get("/_bench/db", db_commands)
+    _run(app, port, ready)
 
 
-def _body(browsers: list[str], batch: int) -> bytes:
-    browser = random.choice(browsers)
+def _serve_reference(port: int, uri: str, db_name: str, ready: Any) -> None:
+    """Validate with the same model, then one `insert_many` per request; 204."""
+    from bench.bench_webhook import _run
+    from linking.tracking import parse_events
+    from storage.database import Database, connect
+
+    app = web.Application()
+    databases: list[Database] = []
+
+    async def db_ctx(app: web.Application) -> Any:
+        databases.append(connect(uri, db_name))
+        yield
+        await databases[0].close()
+
+    async def post(request: web.Request) -> web.Response:
+        events = parse_events(await request.read())
+        await databases[0]["reference_events"].insert_many(
+            [{"shop_id": request.match_info["shop_id"], **event.model_dump(exclude_none=True)} for event in events])
+        return web.Response(status=204, headers={"Access-Control-Allow-Origin": ORIGIN})
+
+    app.cleanup_ctx.append(db_ctx)
+    app.router.add_post("/t/{shop_id}/events", post)
+    _run(app, port, ready)
+
+
+def _body(browsers: list[str], per_request: int, rng: random.Random) -> bytes:
+    browser = rng.choice(browsers)
     events = [
         {"event_id": secrets.token_urlsafe(16), "browser_id": browser, "type": "page_view",
          "url": f"{ORIGIN}/products/p{n}", "product_id": f"p{n}", "utm": {"source": "line"}}
-        for n in random.sample(range(1, 200), batch)
+        for n in rng.sample(range(1, 200), per_request)
     ]
-    return json.dumps(events[0] if batch == 1 else events).encode()
+    return json.dumps(events[0] if per_request == 1 else events).encode()
 
 
-async def _closed(url: str, seconds: float, concurrency: int, batch: int, browsers: list[str]) -> dict[str, float]:
+@dataclass
+class Run:
+    offered: float
+    per_request: int
+    seconds: float
+    latencies: list[float]
+    statuses: Counter[int]
+    accepted: int
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(self.latencies) * 1000
+
+    @property
+    def p99_ms(self) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+
+    @property
+    def achieved(self) -> float:
+        return self.accepted / self.seconds
+
+    @property
+    def meets_goal(self) -> bool:
+        return set(self.statuses) == {204} and self.p99_ms < GOAL_MS
+
+
+async def paced(url: str, browsers: list[str], rate: float, seconds: float, per_request: int,
+                rng: random.Random) -> Run:
+    interval = per_request / rate
+    total = max(1, int(seconds / interval))
+    bodies = [_body(browsers, per_request, rng) for _ in range(total)]
     latencies: list[float] = []
-    accepted = refused = 0
+    statuses: Counter[int] = Counter()
+    accepted = [0]
     headers = {"Content-Type": "text/plain;charset=UTF-8", "Origin": ORIGIN}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        deadline = time.perf_counter() + seconds
+    timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
 
-        async def worker() -> None:
-            nonlocal accepted, refused
-            while time.perf_counter() < deadline:
-                body = _body(browsers, batch)
-                began = time.perf_counter()
-                async with session.post(url, data=body, headers=headers) as response:
+        async def one(index: int, start: float) -> None:
+            scheduled = start + index * interval
+            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            try:
+                async with session.post(url, data=bodies[index], headers=headers) as response:
                     await response.read()
-                    if response.status == 204:
-                        accepted += batch
-                    else:
-                        refused += 1
-                latencies.append(time.perf_counter() - began)
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError):
+                status = 599
+            latencies.append(time.perf_counter() - scheduled)
+            statuses[status] += 1
+            if status == 204:
+                accepted[0] += per_request
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    ordered = sorted(latencies)
-    return {
-        "events": accepted,
-        "events_per_s": accepted / elapsed,
-        "requests_per_s": len(latencies) / elapsed,
-        "p50_ms": statistics.median(ordered) * 1000,
-        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-        "refused": refused,
-    }
+        start = time.perf_counter() + 0.05
+        await asyncio.gather(*(one(i, start) for i in range(total)))
+    return Run(rate, per_request, total * interval, latencies, statuses, accepted[0])
+
+
+def _row(name: str, run: Run) -> str:
+    other = ", ".join(f"{status}: {n}" for status, n in sorted(run.statuses.items()) if status != 204)
+    return (f"  {name:<9} {run.offered:>6.0f} ev/s x{run.per_request}  p50 {run.p50_ms:>8.1f} ms  "
+            f"p99 {run.p99_ms:>8.1f} ms  accepted {run.achieved:>6.0f} ev/s  {'all 204' if not other else other}")
+
+
+async def _json(url: str) -> Any:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return await response.json()
 
 
 async def _prepare(uri: str, db_name: str) -> tuple[str, Any]:
@@ -111,7 +194,8 @@ async def _prepare(uri: str, db_name: str) -> tuple[str, Any]:
     shop, _ = await ShopRepository(database).create(
         name="bench", timezone="Asia/Tokyo", line=LineCredentials("bench-secret", "bench-token"), now=now
     )
-    await ShopSettingsRepository(database).put(shop.shop_id, TrackingSettings(allowed_origins=[ORIGIN]), now)
+    await ShopSettingsRepository(database).put(
+        shop.shop_id, TrackingSettings(allowed_origins=[ORIGIN], events_per_minute=SHOP_EVENTS_PER_MINUTE), now)
     return shop.shop_id, database
 
 
@@ -131,46 +215,88 @@ async def bench(args: argparse.Namespace) -> None:
 
 
 async def _bench(args: argparse.Namespace, uri: str, db_name: str) -> None:
-    from storage.embedded import free_port
+    from bench.bench_webhook import _start
 
-    context = multiprocessing.get_context("spawn")
-    port = free_port()
-    ready = context.Event()
-    process = context.Process(target=_serve, args=(port, uri, db_name, ready), daemon=True)
-    process.start()
+    ours_port, reference_port = free_port(), free_port()
+    processes = [_start(_serve_ours, ours_port, uri, db_name), _start(_serve_reference, reference_port, uri, db_name)]
     database = None
     try:
         shop_id, database = await _prepare(uri, db_name)
-        if not await asyncio.to_thread(ready.wait, 60):
-            raise RuntimeError("the app did not start")
-        url = f"http://127.0.0.1:{port}/t/{shop_id}/events"
+        for _, ready in processes:
+            if not await asyncio.to_thread(ready.wait, 60):
+                raise RuntimeError("a server did not start")
+        ours_base = f"http://127.0.0.1:{ours_port}"
+        targets = {"ours": f"{ours_base}/t/{shop_id}/events",
+                   "reference": f"http://127.0.0.1:{reference_port}/t/{shop_id}/events"}
+        rng = random.Random(15)
         browsers = [secrets.token_urlsafe(16) for _ in range(args.browsers)]
-        await _closed(url, 1, 4, 1, browsers)  # warm-up
-        base_events, base_views = await _stored(database, shop_id)
-        print(f"event ingestion benchmark: {os.cpu_count()} CPUs, loopback, {args.concurrency} concurrent senders, "
-              f"{args.browsers} browsers, {args.seconds:.0f} s per run")
-        accepted = 0
-        for batch in (1, args.batch):
-            result = await _closed(url, args.seconds, args.concurrency, batch, browsers)
-            accepted += int(result["events"])
-            print(f"  {batch:>2} event(s)/request: {result['events_per_s']:>7.0f} events/s accepted "
-                  f"({result['requests_per_s']:.0f} req/s)  p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms"
-                  f"  refused: {result['refused']:.0f}")
-        events, views = await _stored(database, shop_id)
-        print(f"  persisted: {events - base_events} of {accepted} accepted events; "
-              f"{views - base_views} views counted in product_views")
+        for url in targets.values():
+            await paced(url, browsers, 50, 1, 1, rng)  # warm-up
+        print(f"browser-event benchmark: {os.cpu_count()} CPUs, loopback; database: "
+              f"{'MONGODB_URI' if os.environ.get('MONGODB_URI') else 'embedded SecantusDB'}; {args.browsers} browsers; "
+              f"open loop, {args.seconds:.0f} s per run, latency from the scheduled send")
+        print("  reference = the same validation + one insert_many per request (no budgets, counters, journal wait)")
+
+        async def ours(rate: float, per_request: int) -> Run:
+            events_before, views_before = await _stored(database, shop_id)
+            commands = Counter(await _json(ours_base + "/_bench/db"))
+            run = await paced(targets["ours"], browsers, rate, args.seconds, per_request, rng)
+            events_after, views_after = await _stored(database, shop_id)
+            commands = Counter(await _json(ours_base + "/_bench/db")) - commands
+            stored = events_after - events_before
+            top = ", ".join(f"{name} {n / max(1, stored):.2f}" for name, n in commands.most_common(6))
+            print(_row("ours", run))
+            print(f"            stored {stored} of {run.accepted} accepted events, {views_after - views_before} views "
+                  f"counted; {sum(commands.values()) / max(1, stored):.2f} database round trips/event ({top})")
+            return run
+
+        for per_request in args.per_request:
+            for rate in args.rates:
+                await ours(rate, per_request)
+                print(_row("reference", await paced(targets["reference"], browsers, rate, args.seconds, per_request,
+                                                    rng)))
+        if args.skip_ladder:
+            return
+        for per_request in args.per_request:
+            print(f"rising load, {per_request} event(s)/request: the highest rate with p99 < {GOAL_MS:.0f} ms, all 204")
+            best: dict[str, float] = {"ours": 0.0, "reference": 0.0}
+            for name in ("ours", "reference"):
+                misses = 0
+                for rate in args.ladder:
+                    if name == "ours":
+                        run = await ours(rate, per_request)
+                    else:
+                        run = await paced(targets[name], browsers, rate, args.seconds, per_request, rng)
+                        print(_row(name, run))
+                    if run.meets_goal:
+                        best[name] = rate
+                    else:
+                        misses += 1
+                        if misses >= args.misses:
+                            break
+                    await asyncio.sleep(1)
+            print(f"  highest rate with p99 < {GOAL_MS:.0f} ms, {per_request}/request: ours {best['ours']:.0f} ev/s, "
+                  f"reference {best['reference']:.0f} ev/s")
     finally:
-        process.terminate()
-        process.join(10)
+        for process, _ in processes:
+            process.terminate()
+            process.join(30)
         if database is not None:
             await database.close()
 
 
+def _floats(text: str) -> list[float]:
+    return [float(part) for part in text.split(",") if part]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=5)
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_events", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=6, help="length of each run (default 6)")
+    parser.add_argument("--rates", type=_floats, default=[100, 300, 500, 1000], help="events/s")
+    parser.add_argument("--per-request", type=lambda t: [int(p) for p in t.split(",")], default=[1, 5])
+    parser.add_argument("--ladder", type=_floats, default=[250, 500, 750, 1000, 1500, 2000, 3000])
+    parser.add_argument("--misses", type=int, default=2, help="stop a ladder after this many misses (default 2)")
+    parser.add_argument("--skip-ladder", action="store_true")
     parser.add_argument("--browsers", type=int, default=5000)
     asyncio.run(bench(parser.parse_args()))
 

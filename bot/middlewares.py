@@ -1,4 +1,8 @@
-"""Map every failure to a JSON answer: ours to 5xx (logged with context), the client's to 4xx."""
+"""Map every failure to a JSON answer: ours to 5xx (logged with context), the client's to 4xx.
+
+An unreachable database (or one too slow to answer in time) is a 503: the
+caller may retry later, and nothing was changed by us that it must know of.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
 from core.errors import ApiError, error_response
 
@@ -36,6 +41,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status == 405:
             response.headers["Allow"] = exc.headers.get("Allow", "")
         return response
+    except (ConnectionFailure, ExecutionTimeout) as exc:
+        log.warning("database unavailable on %s %s: %r", request.method, request.path, exc)
+        return error_response(503, "unavailable", "the database is unavailable; try again later")
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")

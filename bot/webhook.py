@@ -124,20 +124,21 @@ async def _verified_shop(request: web.Request, body: bytes) -> Shop:
 
 
 async def receive(request: web.Request) -> web.Response:
+    app = request.app
+    db = app[DATABASE]
+    if not writable(db):  # known to be down: say so at once rather than wait for it
+        raise Unavailable("the database is unavailable; try again later")
     body = await request.read()
-    shop = await _verified_shop(request, body)
+    with pymongo.timeout(ACK_TIMEOUT_SECONDS):
+        shop = await _verified_shop(request, body)
     events = parse_events(body)
     if not events:
         return web.json_response({})
-    app = request.app
     pipeline = app[WEBHOOK_PIPELINE]
     if not pipeline.reserve(len(events)):
         raise Unavailable("too many events waiting to be handled; try again later")
     stored = False
     try:
-        db = app[DATABASE]
-        if not writable(db):
-            raise Unavailable("the database is unavailable; try again later")
         docs = event_documents(shop.shop_id, events, app[CLOCK].now(), new_claim())
         try:
             fresh = await app[WEBHOOK_WRITES].submit(docs)

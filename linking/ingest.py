@@ -7,7 +7,8 @@ round trips whatever its size:
 1. budgets - the shops' per-minute budgets, then the browsers' (one bulk write
    each; a browser seen for the first time is created by the same write). A
    request over either budget is refused (429) and stores nothing;
-2. one transaction, committed with the `ACKNOWLEDGED` write concern: the
+2. one transaction, committed with the `ACKNOWLEDGED` write concern (and a
+   journal barrier after it: storage.durability): the
    events that are new (unique by the client's event ID, so a retried beacon
    counts once), the browsers' product view counters (`$inc` of the new
    views), and the `product_viewed` intents for linked browsers. Either all
@@ -32,7 +33,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.browsers import BrowserRepository, BrowserViews, BudgetTake, ViewCount
 from storage.database import Database, Document
-from storage.durability import ACKNOWLEDGED
+from storage.durability import ACKNOWLEDGED, journal_barrier
 from storage.events import EventRepository, event_key
 from storage.rate_budgets import take_shop_budgets
 from storage.signals import Intent, deliver_all
@@ -178,6 +179,7 @@ async def ingest_group(db: Database, submissions: list[Submission], now: datetim
             # Another process stored one of these events between our check and our insert: check again.
             if attempt or not _duplicate(exc):
                 raise
+    await journal_barrier(db)  # the commit's j: true is not honoured by every server (storage.durability)
 
     new_docs = [doc for doc in docs if doc["_id"] in new_keys]
     await _after_commit(db, _views(new_docs), before, intents, now)

@@ -45,7 +45,7 @@ PREFLIGHT_MAX_AGE = "600"
 GROUP_WINDOW_SECONDS = 0.002  # how long a group waits for more requests: a few ms
 GROUP_MAX_REQUESTS = 100
 GROUP_WRITES_IN_FLIGHT = 2
-GROUP_TIMEOUT_SECONDS = 5.0  # a group write (several round trips) gives up after this long: 503
+GROUP_TIMEOUT_SECONDS = 2.0  # a group write (several round trips) gives up after this long: 503
 
 
 class Utm(BaseModel):
@@ -162,8 +162,6 @@ async def _check_sender(request: web.Request, shop_id: str, origin: str | None, 
 
 
 async def _store(app: web.Application, submission: Submission) -> Verdict:
-    if not writable(app[DATABASE]):
-        raise ApiError(503, "unavailable", "the database is unavailable; try again later")
     try:
         (verdict,) = await app[TRACKING_WRITES].submit([submission])
     except (PyMongoError, TimeoutError) as exc:
@@ -180,9 +178,15 @@ async def post_events(request: web.Request) -> web.Response:
     origin = request.headers.get("Origin")
     headers: dict[str, str] = {"Vary": "Origin"}
     try:
-        shop_id, settings = await _shop_tracking(request)
-        headers = cors_headers(origin, settings.allowed_origins)
-        await _check_sender(request, shop_id, origin, settings)
+        if not writable(request.app[DATABASE]):  # known to be down: say so at once rather than wait for it
+            raise ApiError(503, "unavailable", "the database is unavailable; try again later")
+        try:
+            with pymongo.timeout(ACK_TIMEOUT_SECONDS):
+                shop_id, settings = await _shop_tracking(request)
+                headers = cors_headers(origin, settings.allowed_origins)
+                await _check_sender(request, shop_id, origin, settings)
+        except (PyMongoError, TimeoutError):
+            raise ApiError(503, "unavailable", "the database is unavailable; try again later") from None
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise ApiError(413, "payload_too_large", f"at most {MAX_BODY_BYTES} bytes per request")
         raw = await request.read()  # bounded by the app's client_max_size even without Content-Length

@@ -17,7 +17,8 @@ from core.settings import Settings
 from linesim import webhook as events
 from linesim.client import SimClient
 from storage.database import connect
-from storage.webhook_events import LEASE, MAX_ATTEMPTS, WebhookEventRepository
+from bot.replies import response_retry_key
+from storage.webhook_events import LEASE, MAX_ATTEMPTS, AnswerPlan, WebhookEventRepository
 from tests.bot.conftest import USER, settle
 from tests.conftest import ShopHandle
 
@@ -89,3 +90,57 @@ async def test_an_event_that_keeps_failing_is_given_up_after_its_attempts(
     doc = await repository.get(shop.shop_id, stored.new[0]["webhook_event_id"])
     assert doc is not None and doc["state"] == "failed"
     assert await sim.messages(to=USER) == []
+
+
+async def test_a_crash_after_an_answer_was_marked_never_repeats_a_reply(
+    client: TestClient[Any, Any], shop: ShopHandle, sim: SimClient, clock: FixedClock
+) -> None:
+    """Died between "about to reply" and "replied": the reply may have gone out and has no retry key."""
+    app = client.app
+    repository = WebhookEventRepository(app[DATABASE])
+    stored = await repository.store(shop.shop_id, [events.text_message_event(USER, "配信停止")], clock.now())
+    await repository.mark_answering([AnswerPlan(stored.new[0]["_id"], stored.claim, "reply")], clock.now())
+    clock.advance(LEASE * 2)
+    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 1
+    doc = await repository.get(shop.shop_id, stored.new[0]["webhook_event_id"])
+    assert doc is not None and doc["state"] == "done"
+    assert await sim.messages(to=USER) == []
+    customer = await app[DATABASE]["customers"].find_one({"_id": f"{shop.shop_id}:{USER}"})
+    assert customer is not None and customer["opted_out"] is True  # the customer's change is made again
+
+
+async def test_a_crash_after_an_answer_was_marked_pushes_again_under_the_same_key(
+    client: TestClient[Any, Any], shop: ShopHandle, sim: SimClient, clock: FixedClock
+) -> None:
+    """Died after pushing but before recording it: the push is repeated with its retry key, LINE drops it."""
+    app = client.app
+    repository = WebhookEventRepository(app[DATABASE])
+    event = events.text_message_event(USER, "配信停止")
+    stored = await repository.store(shop.shop_id, [event], clock.now())
+    await repository.mark_answering([AnswerPlan(stored.new[0]["_id"], stored.claim, "push")], clock.now())
+    line = app[LINE].for_token(shop.channel_access_token)
+    await line.push_json(USER, [{"type": "text", "text": "配信を停止しました"}],
+                         retry_key=response_retry_key(shop.shop_id, event["webhookEventId"]))
+    clock.advance(LEASE * 2)
+    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 1
+    doc = await repository.get(shop.shop_id, event["webhookEventId"])
+    assert doc is not None and doc["state"] == "done" and doc["responded_at"]
+    assert [m["kind"] for m in await sim.messages(to=USER)] == ["push"]  # the repeat was a 409: one message
+
+
+async def test_an_answer_line_refused_is_sent_on_the_retry(
+    client: TestClient[Any, Any], shop: ShopHandle, sim: SimClient, clock: FixedClock, bot_url: str
+) -> None:
+    await sim.faults("reply", status=500, count=1)  # LINE answered: the reply surely did not go out
+    answer = await sim.webhook(bot_url, shop.channel_secret, event={"type": "text", "user_id": USER, "text": "配信停止"})
+    assert answer["status"] == 200
+    app = client.app
+    await settle(app)
+    repository = WebhookEventRepository(app[DATABASE])
+    event_id = answer["events"][0]["webhookEventId"]
+    doc = await repository.get(shop.shop_id, event_id)
+    assert doc is not None and doc["state"] == "handling" and doc["outcome"] == "error"
+    assert await repository.answering([doc["_id"]]) == {}
+    clock.advance(timedelta(minutes=1))
+    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 1
+    assert [m["kind"] for m in await sim.messages(to=USER)] == ["push"]
