@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import os
 import random
@@ -86,7 +85,7 @@ def _serve_ours(port: int, uri: str, db_name: str, line_url: str, profile: str |
     if unjournaled:
         import storage.webhook_events
 
-        storage.webhook_events.ACKNOWLEDGED = WriteConcern(w=1, j=False)
+        setattr(storage.webhook_events, "ACKNOWLEDGED", WriteConcern(w=1, j=False))  # noqa: B010
     settings = Settings(mongodb_uri=uri, mongodb_db=db_name, line_api_base=line_url, line_data_api_base=line_url,
                         public_base_url="http://bench.test", log_level="WARNING")
     app = create_app(settings)

@@ -22,9 +22,10 @@ from storage.customers import (
     opt_out_change,
     unfollow_change,
 )
-from storage.database import Database, Document
+from storage.database import Database
 from storage.shop_settings import MessagingSettings, ShopSettingsRepository
 from storage.shops import Shop
+from storage.types import Document
 
 
 class Batch:

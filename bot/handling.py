@@ -25,8 +25,9 @@ from bot.replies import REPLY, Sent, answer_method, send_answer
 from bot.router import EventContext, Outcome, Router
 from core.line_client import LineClients
 from core.settings import Settings
-from storage.database import Database, Document
+from storage.database import Database
 from storage.shops import Shop
+from storage.types import Document
 from storage.webhook_events import AnswerPlan, HandlingResult, WebhookEventRepository
 
 log = logging.getLogger("linecrm.webhook")

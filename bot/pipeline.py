@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from storage.database import Document
 from storage.shops import Shop
+from storage.types import Document
 
 log = logging.getLogger("linecrm.webhook")
 REFUSAL_LOG_EVERY_SECONDS = 10.0

@@ -12,9 +12,10 @@ from core.settings import Settings
 if TYPE_CHECKING:
     from bot.pipeline import HandlingPipeline
     from core.line_client import LineClients
-    from storage.database import Database, Document
+    from storage.database import Database
     from storage.group_commit import GroupCommit
     from storage.shops import ShopCache
+    from storage.types import Document
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)

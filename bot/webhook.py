@@ -38,10 +38,11 @@ from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS, SHOPS, WEBHOOK_PIPELIN
 from core.errors import ApiError, field_path
 from core.line_client import LineClients
 from core.settings import Settings
-from storage.database import Database, Document
+from storage.database import Database
 from storage.durability import ACK_TIMEOUT_SECONDS, writable
 from storage.group_commit import GroupCommit
 from storage.shops import Shop, ShopRepository
+from storage.types import Document
 from storage.webhook_events import LEASE, HandlingResult, WebhookEventRepository, event_documents, new_claim
 
 log = logging.getLogger("linecrm.webhook")

@@ -32,11 +32,12 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.browsers import BrowserRepository, BrowserViews, BudgetTake, ViewCount
-from storage.database import Database, Document
+from storage.database import Database
 from storage.durability import ACKNOWLEDGED, journal_barrier
 from storage.events import EventRepository, event_key
 from storage.rate_budgets import take_shop_budgets
 from storage.signals import Intent, deliver_all
+from storage.types import Document
 
 log = logging.getLogger("linecrm.linking")
 

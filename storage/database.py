@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pymongo import AsyncMongoClient, IndexModel
-from pymongo.errors import OperationFailure
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from storage.signals import Signals
 from storage.types import Document, IndexSpec
+
+__all__ = ["Database", "Document", "IndexSpec", "connect"]  # the shared types are re-exported for the repositories
 
 log = logging.getLogger("linecrm.storage")
 HEARTBEAT_MS = 1000

@@ -100,20 +100,22 @@ class Signal:
         """Write the intent (in `session`'s transaction when given); call `deliver()` after the ingest write."""
         if not self._listeners:
             return Intent(self, database, args, None)
-        entry = {"_id": secrets.token_hex(12), "signal": self.name, "args": list(args), "created_at": now,
+        intent_id = secrets.token_hex(12)
+        entry = {"_id": intent_id, "signal": self.name, "args": list(args), "created_at": now,
                  "due_at": now + GRACE, "attempts": 0}
         await database[OUTBOX].insert_one(entry, session=session)
-        return Intent(self, database, args, entry["_id"])
+        return Intent(self, database, args, intent_id)
 
     async def intend_many(self, database: Database, calls: Sequence[tuple[Any, ...]], now: datetime,
                           session: AsyncClientSession | None = None) -> list[Intent]:
         """`intend` for several calls with one insert (in `session`'s transaction when given)."""
         if not self._listeners or not calls:
             return [Intent(self, database, tuple(args), None) for args in calls]
-        entries = [{"_id": secrets.token_hex(12), "signal": self.name, "args": list(args), "created_at": now,
-                    "due_at": now + GRACE, "attempts": 0} for args in calls]
+        ids = [secrets.token_hex(12) for _ in calls]
+        entries = [{"_id": intent_id, "signal": self.name, "args": list(args), "created_at": now,
+                    "due_at": now + GRACE, "attempts": 0} for intent_id, args in zip(ids, calls, strict=True)]
         await database[OUTBOX].insert_many(entries, ordered=False, session=session)
-        return [Intent(self, database, tuple(args), entry["_id"]) for args, entry in zip(calls, entries, strict=True)]
+        return [Intent(self, database, tuple(args), intent_id) for args, intent_id in zip(calls, ids, strict=True)]
 
     async def send(self, database: Database, *args: Any, now: datetime) -> bool:
         """Intent, listeners, done: for an ingest write that already happened and is replayed safely."""

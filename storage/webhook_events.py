@@ -41,8 +41,9 @@ from typing import Any
 from pymongo import ASCENDING, UpdateOne
 from pymongo.errors import BulkWriteError
 
-from storage.database import Database, Document, IndexSpec
+from storage.database import Database
 from storage.durability import ACKNOWLEDGED
+from storage.types import Document, IndexSpec
 
 COLLECTION = "webhook_events"
 ANSWERING = "webhook_answering"
@@ -230,16 +231,16 @@ class WebhookEventRepository:
             if responded:
                 fields["responded_at"] = now
             for start in range(0, len(done), ID_CHUNK):
-                chunk = done[start:start + ID_CHUNK]
+                part = done[start:start + ID_CHUNK]
                 await self._events.update_many(
-                    {"_id": {"$in": [r.key for r in chunk]}, "claim": {"$in": sorted({r.claim for r in chunk})},
+                    {"_id": {"$in": [r.key for r in part]}, "claim": {"$in": sorted({r.claim for r in part})},
                      "state": HANDLING},
                     {"$set": fields},
                 )
         if failures:
             await self._events.bulk_write(failures, ordered=False)
-        for chunk in _chunks(unsent):  # LINE refused those answers: a retry may send them
-            await self._answering.delete_many({"_id": {"$in": chunk}})
+        for keys in _chunks(unsent):  # LINE refused those answers: a retry may send them
+            await self._answering.delete_many({"_id": {"$in": keys}})
 
     async def release(self, docs: Sequence[Document], now: datetime) -> None:
         """Events this process accepted but will not handle (it is stopping): let recovery take them now."""

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from bot.app import create_app
+from bot.replies import response_retry_key
 from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS
 from bot.webhook import recover_expired
 from core.clock import FixedClock
@@ -17,7 +18,6 @@ from core.settings import Settings
 from linesim import webhook as events
 from linesim.client import SimClient
 from storage.database import connect
-from bot.replies import response_retry_key
 from storage.webhook_events import LEASE, MAX_ATTEMPTS, AnswerPlan, WebhookEventRepository
 from tests.bot.conftest import USER, settle
 from tests.conftest import ShopHandle

@@ -134,3 +134,17 @@ async def test_events_are_handled_in_timestamp_order(play: Play, sim: SimClient,
     await play(opt_in, opt_out)  # LINE may deliver out of order
     customer = await db["customers"].find_one({"_id": f"{shop.shop_id}:{USER}"})
     assert customer is not None and customer["opted_out"] is False
+
+
+async def test_a_changed_channel_secret_works_at_once_despite_the_shop_cache(
+    client: TestClient[Any, Any], shop: ShopHandle, db: Database
+) -> None:
+    body = events.webhook_body([events.follow_event(USER)])
+    assert (await _post(client, shop.shop_id, body, signature_for(body, shop.channel_secret))).status == 200  # cached
+    changed = await client.patch(f"/admin/api/v1/shops/{shop.shop_id}", json={"channel_secret": "n" * 32},
+                                 headers=shop.auth)
+    assert changed.status == 200
+    again = events.webhook_body([events.follow_event(USER)])
+    assert (await _post(client, shop.shop_id, again, signature_for(again, "n" * 32))).status == 200
+    assert (await _post(client, shop.shop_id, again, signature_for(again, "wrong"))).status == 401
+    await settle(client.app)

@@ -3,11 +3,17 @@ does not need (on the embedded database every secondary index costs every write 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiohttp.test_utils import TestClient
+
+from bot.app import create_app
+from bot.typedefs import DATABASE
 from core.clock import FixedClock
+from core.settings import Settings
 from linesim import webhook as events
-from storage.database import Database
+from storage.database import Database, connect
 from storage.webhook_events import WebhookEventRepository
 from tests.bot.conftest import USER
 from tests.conftest import ShopHandle
@@ -47,4 +53,19 @@ async def test_recovery_and_lookup_queries_use_indexes(db: Database, shop: ShopH
 async def test_only_the_indexes_it_needs(db: Database, shop: ShopHandle, clock: FixedClock) -> None:
     await WebhookEventRepository(db).store(shop.shop_id, [events.follow_event(USER)], clock.now())
     names = {index["name"] async for index in await db["webhook_events"].list_indexes()}
+    assert names == {"_id_", "state_lease", "received_ttl"}
+
+
+async def test_indexes_earlier_versions_made_are_dropped_at_start_up(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], settings: Settings, clock: FixedClock
+) -> None:
+    database = connect(settings.mongodb_uri or "", settings.mongodb_db)
+    try:
+        await database["webhook_events"].create_index([("shop_id", 1), ("webhook_event_id", 1)],
+                                                      name="shop_webhook_event", unique=True)
+        await database["webhook_events"].create_index([("claim", 1), ("state", 1), ("_id", 1)], name="claim_state_id")
+    finally:
+        await database.close()
+    app = (await aiohttp_client(create_app(settings, clock=clock))).app
+    names = {index["name"] async for index in await app[DATABASE]["webhook_events"].list_indexes()}
     assert names == {"_id_", "state_lease", "received_ttl"}
