@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bench.common import bench_database
+from bench.common import bench_database, run
 from storage.embedded import free_port
 
 ORIGIN = "https://shop.example"
@@ -297,7 +297,7 @@ def main() -> None:
     parser.add_argument("--misses", type=int, default=2, help="stop a ladder after this many misses (default 2)")
     parser.add_argument("--skip-ladder", action="store_true")
     parser.add_argument("--browsers", type=int, default=5000)
-    asyncio.run(bench(parser.parse_args()))
+    run(bench(parser.parse_args()))
 
 
 if __name__ == "__main__":

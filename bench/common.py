@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 from storage.database import connect
 from storage.embedded import start_embedded
@@ -32,3 +35,16 @@ async def bench_database(prefix: str) -> AsyncIterator[tuple[str, str]]:
             await database.close()
             if server is not None:
                 await server.stop()
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """`asyncio.run`, but SIGTERM (e.g. from `timeout`) cancels the benchmark so its clean-up still runs and
+    no embedded database server is left behind."""
+
+    async def guarded() -> None:
+        task = asyncio.ensure_future(main)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(guarded())

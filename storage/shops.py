@@ -7,6 +7,7 @@ because we need them to sign and send, but never leave through the API.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -143,6 +144,9 @@ class ShopRepository:
         return Shop.from_doc(doc) if doc else None
 
 
+FRESH_READ_EVERY = 1.0  # seconds
+
+
 class ShopCache:
     """Shops by ID, kept in this process for `ttl` seconds: the webhook's signature check needs the
     channel secret on every request, and a read per request is most of the cost of an acknowledgement.
@@ -150,7 +154,7 @@ class ShopCache:
     A changed shop (e.g. a rotated secret) reaches every process within the TTL;
     callers that find a cached value wrong (a signature that does not match)
     ask again with `fresh=True`. Unknown shops are never cached, so a new shop
-    works at once.
+    works at once. Requests that find the entry expired together share one read.
     """
 
     def __init__(self, repository: ShopRepository, *, ttl: float = 10.0, max_entries: int = 10_000,
@@ -160,11 +164,28 @@ class ShopCache:
         self._max_entries = max_entries
         self._clock = clock
         self._entries: dict[str, tuple[Shop, float]] = {}
+        self._reading: dict[str, asyncio.Future[Shop | None]] = {}  # one read per shop at a time
+        self._fresh_at: dict[str, float] = {}
 
     async def get(self, shop_id: str, *, fresh: bool = False) -> Shop | None:
+        """The shop; `fresh` reads it again - at most once a second per shop (bad signatures are cheap to send)."""
+        now = self._clock()
+        if fresh and now - self._fresh_at.get(shop_id, -FRESH_READ_EVERY) >= FRESH_READ_EVERY:
+            self._fresh_at[shop_id] = now
+            self._entries.pop(shop_id, None)
+            if len(self._fresh_at) > self._max_entries:
+                self._fresh_at.clear()
         cached = self._entries.get(shop_id)
-        if cached is not None and not fresh and cached[1] > self._clock():
+        if cached is not None and cached[1] > now:
             return cached[0]
+        reading = self._reading.get(shop_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(shop_id))
+            self._reading[shop_id] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(shop_id, None))
+        return await asyncio.shield(reading)
+
+    async def _read(self, shop_id: str) -> Shop | None:
         shop = await self._repository.get(shop_id)
         if shop is None:
             self._entries.pop(shop_id, None)
