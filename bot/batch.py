@@ -34,6 +34,7 @@ class Batch:
         self.shop = shop
         self.now = now
         self._customers: dict[str, Document | None] = {}
+        self._unknown: set[str] = set()  # customers that did not exist when the batch read them
         self._changes: list[CustomerChange] = []
         self._messaging: MessagingSettings | None = None
         self._messaging_lock = asyncio.Lock()
@@ -46,6 +47,8 @@ class Batch:
         found = await CustomerRepository(self.db).get_many(self.shop.shop_id, missing)
         for user in missing:
             self._customers[user] = found.get(user)
+            if user not in found:
+                self._unknown.add(user)
 
     def customer(self, line_user_id: str) -> Document | None:
         """The customer as this batch will leave it (its pending changes applied); None when unknown."""
@@ -72,6 +75,15 @@ class Batch:
         self._change(opt_out_change(self.shop.shop_id, line_user_id, opted_out, self.now))
 
     async def flush(self) -> None:
-        """Write the pending customer changes (one ordered bulk write; idempotent if run again)."""
+        """Write the pending customer changes: new customers inserted as the batch leaves them, the others
+        updated (idempotent if run again: a re-run finds the customers and updates them)."""
         changes, self._changes = self._changes, []
-        await CustomerRepository(self.db).apply(changes)
+        if not changes:
+            return
+        created: dict[str, Document] = {}
+        for change in changes:
+            doc = self._customers.get(change.line_user_id)
+            if change.line_user_id in self._unknown and doc is not None:
+                created[change.line_user_id] = doc
+        await CustomerRepository(self.db).apply_batch(changes, created)
+        self._unknown -= set(created)
