@@ -6,6 +6,10 @@ handlers' customer writes in one bulk write, the "answering" marks in one, and
 the outcomes in one. Answers still go to LINE one per event (a reply token
 belongs to one event) - after the writes they confirm are stored.
 
+The batches of a process take turns at the database (`turn`): the database
+applies writes one at a time, and every handling write queued in front of an
+acknowledgement's insert delays a 200; taking turns keeps at most one there.
+
 Order: each sender's events are handled one after another in LINE's
 timestamp order (handlers see the writes of the sender's earlier events);
 different senders run concurrently. A handler that raises fails its event
@@ -59,8 +63,10 @@ async def handle_batch(
     docs: Sequence[Document],
     now: Callable[[], datetime],
     router: Router = ROUTER,
+    turn: asyncio.Lock | None = None,
 ) -> list[HandlingResult]:
     """Handle stored events of one shop (each still owned by the claim it carries) and record every outcome."""
+    turn = turn or asyncio.Lock()
     client = line.for_token(shop.line.channel_access_token)
     batch = Batch(db, shop, now())
     repository = WebhookEventRepository(db)
@@ -79,7 +85,9 @@ async def handle_batch(
             db=db, line=client, shop=shop, settings=settings, now=batch.now, event=doc["event"], key=doc["_id"],
             received_at=doc["received_at"], batch=batch, responded=doc.get("responded_at") is not None or unsure,
         ))
-    await batch.load_customers({ctx.user_id for ctx in contexts if ctx.user_id})
+    async with turn:
+        await batch.load_customers({ctx.user_id for ctx in contexts if ctx.user_id})
+        await batch.messaging()
 
     outcomes: dict[str, Outcome | Exception] = {}
 
@@ -103,10 +111,9 @@ async def handle_batch(
             if method is not None:
                 planned[ctx.key] = method
     # Everything the answers confirm is stored before the first answer goes out.
-    await asyncio.gather(
-        batch.flush(),
-        repository.mark_answering([AnswerPlan(key, claims[key], method) for key, method in planned.items()], at),
-    )
+    async with turn:
+        await batch.flush()
+        await repository.mark_answering([AnswerPlan(key, claims[key], method) for key, method in planned.items()], at)
 
     sent: dict[str, Sent] = {}
 
@@ -119,7 +126,8 @@ async def handle_batch(
 
     results = [_result(ctx, claims[ctx.key], outcomes.get(ctx.key), sent.get(ctx.key),
                        int(doc.get("attempts", 1))) for ctx, doc in zip(contexts, ordered, strict=True)]
-    await repository.finish(results, now())
+    async with turn:
+        await repository.finish(results, now())
     return results
 
 

@@ -54,6 +54,7 @@ RECOVERY_BATCH = 200
 HANDLING_BATCH = 50  # events per handling batch (a batch's reads and writes grow with it)
 SHUTDOWN_GRACE_SECONDS = 5.0
 GROUP_WRITE_MAX = 500  # events per group insert
+GROUP_WRITES_IN_FLIGHT = 2  # a journaled insert waits for its fsync: let the next group start meanwhile
 
 
 class _Event(BaseModel):
@@ -182,6 +183,8 @@ async def recover_expired(db: Database, line: LineClients, settings: Settings, n
 
 
 def _handler(app: web.Application) -> Callable[[Shop, list[Document]], Any]:
+    turn = asyncio.Lock()  # the batches take turns at the database (bot.handling)
+
     async def handle(shop: Shop, docs: list[Document]) -> None:
         now = app[CLOCK].now
         # Held so long that recovery may take it over: leave it to recovery rather than race it.
@@ -190,7 +193,7 @@ def _handler(app: web.Application) -> Callable[[Shop, list[Document]], Any]:
             log.warning("%d webhook event(s) of shop %s waited too long; left to recovery", len(late), shop.shop_id)
             docs = [doc for doc in docs if now() - doc["received_at"] <= LEASE / 2]
         if docs:
-            await handle_batch(app[DATABASE], app[LINE], app[SETTINGS], shop, docs, now)
+            await handle_batch(app[DATABASE], app[LINE], app[SETTINGS], shop, docs, now, turn=turn)
 
     return handle
 
@@ -204,7 +207,8 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         with pymongo.timeout(ACK_TIMEOUT_SECONDS):
             return await repository.insert_new(docs)
 
-    writes: GroupCommit[Document, bool] = GroupCommit(write, max_items=GROUP_WRITE_MAX)
+    writes: GroupCommit[Document, bool] = GroupCommit(write, max_items=GROUP_WRITE_MAX,
+                                                      max_in_flight=GROUP_WRITES_IN_FLIGHT)
     pipeline = HandlingPipeline(_handler(app), workers=settings.webhook_workers,
                                 capacity=settings.webhook_queue_max, batch_max=HANDLING_BATCH)
     app[WEBHOOK_WRITES] = writes
