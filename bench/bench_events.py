@@ -208,6 +208,20 @@ async def _stored(database: Any, shop_id: str) -> tuple[int, int]:
     return events, views
 
 
+async def settle(database: Any, shop_id: str, timeout: float = 120) -> float:
+    """Wait until the stores stop growing (requests abandoned by the client may still be writing), so one run's
+    backlog never lands in the next; returns how long that took."""
+    started = time.perf_counter()
+    last = None
+    while time.perf_counter() - started < timeout:
+        now = (await _stored(database, shop_id), await database["reference_events"].estimated_document_count())
+        if now == last:
+            break
+        last = now
+        await asyncio.sleep(1.0)
+    return time.perf_counter() - started
+
+
 async def bench(args: argparse.Namespace) -> None:
     async with bench_database("bench_events") as (uri, db_name):
         await _bench(args, uri, db_name)
@@ -237,21 +251,25 @@ async def _bench(args: argparse.Namespace, uri: str, db_name: str) -> None:
         print("  reference = the same validation + one insert_many per request (no budgets, counters, journal wait)")
 
         async def ours(rate: float, per_request: int) -> Run:
+            await settle(database, shop_id)
             events_before, views_before = await _stored(database, shop_id)
             commands = Counter(await _json(ours_base + "/_bench/db"))
             run = await paced(targets["ours"], browsers, rate, args.seconds, per_request, rng)
+            lag = await settle(database, shop_id)
             events_after, views_after = await _stored(database, shop_id)
             commands = Counter(await _json(ours_base + "/_bench/db")) - commands
             stored = events_after - events_before
             top = ", ".join(f"{name} {n / max(1, stored):.2f}" for name, n in commands.most_common(6))
             print(_row("ours", run))
             print(f"            stored {stored} of {run.accepted} accepted events, {views_after - views_before} views "
-                  f"counted; {sum(commands.values()) / max(1, stored):.2f} database round trips/event ({top})")
+                  f"counted (settled {lag:.1f} s after the load); {sum(commands.values()) / max(1, stored):.2f} "
+                  f"database round trips/event ({top})")
             return run
 
         for per_request in args.per_request:
             for rate in args.rates:
                 await ours(rate, per_request)
+                await settle(database, shop_id)
                 print(_row("reference", await paced(targets["reference"], browsers, rate, args.seconds, per_request,
                                                     rng)))
         if args.skip_ladder:
@@ -265,6 +283,7 @@ async def _bench(args: argparse.Namespace, uri: str, db_name: str) -> None:
                     if name == "ours":
                         run = await ours(rate, per_request)
                     else:
+                        await settle(database, shop_id)
                         run = await paced(targets[name], browsers, rate, args.seconds, per_request, rng)
                         print(_row(name, run))
                     if run.meets_goal:

@@ -402,6 +402,7 @@ async def _bench(args: argparse.Namespace, uri: str, db_name: str) -> None:
                 report_drain(run, drain)
                 await _post(stub_url + "/_stub/reset")
                 echo = await paced(targets["echo"], population, rate, args.seconds, per_request)
+                await asyncio.sleep(2)  # requests the client gave up on may still be replying
                 answered = (await _json(stub_url + "/_stub/counts")).get("reply", 0)
                 print(_row("echo", echo) + f"  (replied {answered} of {echo.acked_texts} texts)")
 

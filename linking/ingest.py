@@ -5,8 +5,9 @@ commit: concurrent requests go together), and a group costs a fixed number of
 round trips whatever its size:
 
 1. budgets - the shops' per-minute budgets, then the browsers' (one bulk write
-   each; a browser seen for the first time is created by the same write). A
-   request over either budget is refused (429) and stores nothing;
+   each, storage.rate_budgets). A request over either budget is refused (429)
+   and stores nothing. A browser's own document is written (created, or its
+   `last_seen_at` moved) by the first request of each minute only;
 2. one transaction, committed with the `ACKNOWLEDGED` write concern (and a
    journal barrier after it: storage.durability): the
    events that are new (unique by the client's event ID, so a retried beacon
@@ -31,11 +32,11 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from storage.browsers import BrowserRepository, BrowserViews, BudgetTake, ViewCount
+from storage.browsers import BrowserRepository, BrowserViews, Seen, ViewCount
 from storage.database import Database
 from storage.durability import ACKNOWLEDGED, journal_barrier
 from storage.events import EventRepository, event_key
-from storage.rate_budgets import take_shop_budgets
+from storage.rate_budgets import Take, take_all
 from storage.signals import Intent, deliver_all
 from storage.types import Document
 
@@ -99,24 +100,28 @@ async def _budgets(db: Database, submissions: list[Submission], now: datetime) -
     for index, submission in enumerate(submissions):
         per_shop[submission.shop_id].append(index)
     shops = list(per_shop)
-    granted = await take_shop_budgets(db, [(shop_id, sum(len(submissions[i].events) for i in per_shop[shop_id]),
-                                             submissions[per_shop[shop_id][0]].shop_limit) for shop_id in shops], now)
-    for shop_id, ok in zip(shops, granted, strict=True):
-        if not ok:
+    taken = await take_all(db, [Take(f"s|{shop_id}", sum(len(submissions[i].events) for i in per_shop[shop_id]),
+                                     submissions[per_shop[shop_id][0]].shop_limit) for shop_id in shops], now)
+    for shop_id, result in zip(shops, taken, strict=True):
+        if not result.granted:
             for index in per_shop[shop_id]:
                 refused[index] = "shop"
-    takes: list[BudgetTake] = []
-    owners: list[int] = []
+    takes: list[Take] = []
+    owners: list[tuple[int, Seen]] = []
     for index, submission in enumerate(submissions):
         if refused[index] is None:
             for browser_id, own in _by_browser(submission.events).items():
-                takes.append(BudgetTake(submission.shop_id, browser_id, len(own), first_seen_fields(own)))
-                owners.append(index)
+                takes.append(Take(f"b|{submission.shop_id}|{browser_id}", len(own), EVENTS_PER_BROWSER_PER_MINUTE))
+                owners.append((index, Seen(submission.shop_id, browser_id, first_seen_fields(own))))
+    seen: list[Seen] = []
     if takes:
-        granted = await BrowserRepository(db).take_budgets(takes, EVENTS_PER_BROWSER_PER_MINUTE, now)
-        for index, ok in zip(owners, granted, strict=True):
-            if not ok:
+        taken = await take_all(db, takes, now)
+        for (index, _), result in zip(owners, taken, strict=True):
+            if not result.granted:
                 refused[index] = "browser"
+        seen = [entry for (index, entry), result in zip(owners, taken, strict=True)
+                if result.opened and refused[index] is None]
+    await BrowserRepository(db).record_seen(seen, now)
     return refused
 
 

@@ -2,10 +2,10 @@
 
 `browsers`, `_id` = "<shop_id>:<browser_id>": shop_id, browser_id,
 line_user_id (None until linked), linked_at, link_method, first_seen_at,
-last_seen_at, first_utm, first_referrer, link_history [{line_user_id,
-previous_line_user_id, method, at}], rate_mark (the per-minute event budget,
-kept here so every web process shares it: see storage.rate_budgets; documents
-written before it carry rate_minute/rate_count, no longer read).
+last_seen_at (the first event of the last minute it sent any: written once a
+minute at most), first_utm, first_referrer, link_history [{line_user_id,
+previous_line_user_id, method, at}]. (Documents written before the budgets
+moved to storage.rate_budgets still carry rate_minute/rate_count, unread.)
 
 `product_views`, `_id` = "<shop_id>:<browser_id>:<product_id>": shop_id,
 browser_id, product_id, line_user_id (None until linked; set on all of a
@@ -27,7 +27,6 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from storage.database import Database, Document, IndexSpec
-from storage.rate_budgets import Take, insert_only, take_all
 
 INDEXES: list[IndexSpec] = (
     [
@@ -71,12 +70,11 @@ class BrowserViews:
 
 
 @dataclass(frozen=True)
-class BudgetTake:
-    """Events a browser sends now, with what a browser seen for the first time remembers of its landing."""
+class Seen:
+    """A browser that sent events now, with what it remembers of its landing if it is new."""
 
     shop_id: str
     browser_id: str
-    events: int
     first_seen: Mapping[str, Any]
 
 
@@ -98,20 +96,26 @@ class BrowserRepository:
                 found[doc["browser_id"]] = doc.get("line_user_id")
         return found
 
-    async def take_budgets(self, takes: Sequence[BudgetTake], limit: int, now: datetime) -> list[bool]:
-        """Spend each browser's per-minute budget (creating browsers seen for the first time), one bulk write.
-
-        Atomic per browser and shared by every process (storage.rate_budgets);
-        a refused take changes nothing. Per take: was it granted?
-        """
-        budget_takes = []
-        for take in takes:
-            fields: dict[str, Any] = insert_only(
-                {"shop_id": take.shop_id, "browser_id": take.browser_id, "line_user_id": None, "linked_at": None,
-                 "link_method": None, "link_history": [], **take.first_seen}, now)
-            fields["last_seen_at"] = {"$max": ["$last_seen_at", {"$literal": now}]}
-            budget_takes.append(Take(browser_key(take.shop_id, take.browser_id), take.events, limit, fields))
-        return await take_all(self._browsers, budget_takes, now)
+    async def record_seen(self, seen: Sequence[Seen], now: datetime) -> None:
+        """Create browsers seen for the first time and move `last_seen_at`, in one bulk write."""
+        if not seen:
+            return
+        ops = [
+            UpdateOne(
+                {"_id": browser_key(entry.shop_id, entry.browser_id)},
+                {
+                    "$max": {"last_seen_at": now},
+                    "$setOnInsert": {
+                        "shop_id": entry.shop_id, "browser_id": entry.browser_id, "line_user_id": None,
+                        "linked_at": None, "link_method": None, "link_history": [], "first_seen_at": now,
+                        **entry.first_seen,
+                    },
+                },
+                upsert=True,
+            )
+            for entry in seen
+        ]
+        await self._browsers.bulk_write(ops, ordered=False)
 
     async def add_views_many(self, entries: Sequence[BrowserViews],
                              session: AsyncClientSession | None = None) -> list[tuple[str, str]]:

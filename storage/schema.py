@@ -15,6 +15,7 @@ from storage import (
     orders,
     points,
     products,
+    rate_budgets,
     reminders,
     webhook_events,
 )
@@ -25,6 +26,7 @@ INDEXES: list[IndexSpec] = [
     *browsers.INDEXES,
     *events.INDEXES,
     *webhook_events.INDEXES,
+    *rate_budgets.INDEXES,
     *products.INDEXES,
     *orders.INDEXES,
     *points.INDEXES,

@@ -95,9 +95,9 @@ async def test_events_and_their_view_counters_are_stored_together_or_not_at_all(
     the retried beacon is a duplicate and the views are lost for good. Now both are one transaction."""
     bid = browser_id()
     body = [event(bid, product_id="p1"), event(bid, product_id="p2")]
-    # The group's writes: shop budget (update), browser budget (update), then in the transaction the events
-    # (insert) and the counters (update): fail that third update, after the events were written.
-    await fail_points.admin.command({"configureFailPoint": "failCommand", "mode": {"skip": 2, "times": 1},
+    # The group's writes: shop budget, browser budget, the browser's own document (three updates), then in the
+    # transaction the events (insert) and the counters (update): fail that fourth update, after the events.
+    await fail_points.admin.command({"configureFailPoint": "failCommand", "mode": {"skip": 3, "times": 1},
                                      "data": {"failCommands": ["update"], "errorCode": 8}})
     failed = await post_events(client, shop.shop_id, body)
     assert failed.status == 503
@@ -115,7 +115,7 @@ async def test_a_connection_lost_mid_write_is_retried_and_counted_once(
     client: TestClient[Any, Any], shop: ShopHandle, fail_points: AsyncMongoClient[Any]
 ) -> None:
     bid = browser_id()
-    await fail_points.admin.command({"configureFailPoint": "failCommand", "mode": {"skip": 2, "times": 1},
+    await fail_points.admin.command({"configureFailPoint": "failCommand", "mode": {"skip": 3, "times": 1},
                                      "data": {"failCommands": ["update"], "closeConnection": True}})
     # The counters' write dies with its connection after the events were written in the same transaction:
     # the driver runs the transaction again, which finds no event stored and writes both.
