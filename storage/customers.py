@@ -62,14 +62,6 @@ class CustomerRepository:
     async def get(self, shop_id: str, line_user_id: str) -> Document | None:
         return await self._customers.find_one({"_id": customer_key(shop_id, line_user_id)})
 
-    async def ensure(self, shop_id: str, line_user_id: str, now: datetime) -> None:
-        """Make sure the customer exists (idempotent), without changing an existing one."""
-        await self._customers.update_one(
-            {"_id": customer_key(shop_id, line_user_id)},
-            {"$setOnInsert": new_customer_fields(shop_id, line_user_id, now)},
-            upsert=True,
-        )
-
     async def record_follow(
         self, shop_id: str, line_user_id: str, profile: dict[str, Any] | None, is_unblocked: bool | None, now: datetime
     ) -> Document:

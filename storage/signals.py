@@ -40,6 +40,10 @@ MAX_ATTEMPTS = 10
 Listener = Callable[..., Awaitable[None]]  # (database, *args)
 
 
+class RetryLater(Exception):
+    """A listener cannot decide yet (e.g. a worker holds the contact): the intent stays for the drain."""
+
+
 @dataclass
 class Intent:
     """A written intent: `deliver()` runs the listeners and, when all succeeded, deletes the intent."""
@@ -100,19 +104,22 @@ class Signal:
         """Write the intent (in `session`'s transaction when given); call `deliver()` after the ingest write."""
         if not self._listeners:
             return Intent(self, database, args, None)
-        entry = {"_id": secrets.token_hex(12), "signal": self.name, "args": list(args), "created_at": now,
-                 "due_at": now + GRACE, "attempts": 0}
+        entry = self._entry(args, now)
         await database[OUTBOX].insert_one(entry, session=session)
-        return Intent(self, database, args, entry["_id"])
+        return Intent(self, database, args, str(entry["_id"]))
 
     async def intend_many(self, database: Database, calls: Sequence[tuple[Any, ...]], now: datetime) -> list[Intent]:
         """`intend` for several calls with one insert."""
         if not self._listeners or not calls:
             return [Intent(self, database, tuple(args), None) for args in calls]
-        entries = [{"_id": secrets.token_hex(12), "signal": self.name, "args": list(args), "created_at": now,
-                    "due_at": now + GRACE, "attempts": 0} for args in calls]
+        entries = [self._entry(args, now) for args in calls]
         await database[OUTBOX].insert_many(entries, ordered=False)
-        return [Intent(self, database, tuple(args), entry["_id"]) for args, entry in zip(calls, entries, strict=True)]
+        return [Intent(self, database, tuple(args), str(entry["_id"]))
+                for args, entry in zip(calls, entries, strict=True)]
+
+    def _entry(self, args: Sequence[Any], now: datetime) -> Document:
+        return {"_id": secrets.token_hex(12), "signal": self.name, "args": list(args), "created_at": now,
+                "due_at": now + GRACE, "attempts": 0}
 
     async def send(self, database: Database, *args: Any, now: datetime) -> bool:
         """Intent, listeners, done: for an ingest write that already happened and is replayed safely."""
@@ -124,6 +131,10 @@ class Signal:
         for listener in self._listeners:
             try:
                 await listener(database, *args)
+            except RetryLater as exc:
+                ok = False
+                log.info("listener %s of %s will run again: %s", getattr(listener, "__name__", listener), self.name,
+                         exc)
             except Exception:
                 ok = False
                 log.exception("listener %s of %s failed", getattr(listener, "__name__", listener), self.name)
