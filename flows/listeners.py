@@ -24,4 +24,5 @@ def connect_listeners(signals: Signals) -> Signals:
     signals.browser_linked.connect(reminders.on_browser_linked)
     signals.order_recorded.connect(reminders.on_order_recorded)
     signals.order_recorded.connect(attribution.on_order_recorded)
+    signals.browser_events.connect(reminders.on_browser_events)
     return signals

@@ -151,9 +151,19 @@ class Signals:
     browser_linked: Signal = field(default_factory=lambda: Signal("browser_linked"))
     # (database, shop_id: str, line_user_id: str, product_id: str, viewed_at: datetime) for a linked browser's view.
     product_viewed: Signal = field(default_factory=lambda: Signal("product_viewed"))
+    # (database, shop_id: str, events: list[dict], now: datetime): browser events as stored by the tracking
+    # endpoint (`linking.tracking.event_document` fields plus `line_user_id`, the browser's owner or None).
+    # Sent for every event of a request, new or replayed: listeners dedupe by `event_id`.
+    browser_events: Signal = field(default_factory=lambda: Signal("browser_events"))
+    # (database, shop_id: str, line_user_id: str, is_unblocked: bool | None, now: datetime) after a follow.
+    customer_followed: Signal = field(default_factory=lambda: Signal("customer_followed"))
+    # (database, shop_id: str, line_user_ids: list[str], added: list[str], removed: list[str], now: datetime)
+    # after the admin API changed tags; `added` may name tags a customer already had (listeners check).
+    tags_changed: Signal = field(default_factory=lambda: Signal("tags_changed"))
 
     def all(self) -> list[Signal]:
-        return [self.order_recorded, self.browser_linked, self.product_viewed]
+        return [self.order_recorded, self.browser_linked, self.product_viewed, self.browser_events,
+                self.customer_followed, self.tags_changed]
 
     async def drain(self, database: Database, now: datetime, limit: int = 500) -> dict[str, int]:
         """Run again the intents left by a crash or a failed listener (the worker's `outbox` job).

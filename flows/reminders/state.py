@@ -193,6 +193,15 @@ async def on_order_recorded(database: Database, order: dict[str, Any], previous:
     await stop_cycle(database, order["shop_id"], line_user_id, ordered_at, as_utc(now))
 
 
+async def on_browser_events(database: Database, shop_id: str, events: list[dict[str, Any]], now: datetime) -> None:
+    """A `purchase` browser event from a linked browser stops the customer's cycle as an order does (the
+    order itself, when the shop posts it, then records the products bought)."""
+    for event in events:
+        if event.get("type") == "purchase" and event.get("line_user_id"):
+            at = as_utc(event.get("received_at") or now)
+            await stop_cycle(database, shop_id, event["line_user_id"], at, as_utc(now))
+
+
 async def update_bought(database: Database, order: dict[str, Any], previous: dict[str, Any] | None,
                         now: datetime) -> None:
     shop_id = order["shop_id"]

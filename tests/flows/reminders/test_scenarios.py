@@ -144,3 +144,32 @@ async def test_out_of_stock_product_vanishes_between_steps(world: World) -> None
     assert summary["skipped:no_products"] == 1
     first, *rest = await world.pushes(U1)
     assert rest == [] and [texts(b)[2] for b in bubbles(first)] == ["商品 p1", "商品 p2"]
+
+
+async def test_a_purchase_event_from_the_linked_browser_stops_the_cycle(world: World) -> None:
+    await world.settings()
+    await world.product("p1")
+    await world.customer(U1)
+    await world.client.put(f"/admin/api/v1/shops/{world.shop.shop_id}/settings/tracking",
+                           json={"allowed_origins": ["https://shop.example"]}, headers=world.shop.auth)
+    await world.db["browsers"].update_one({"_id": f"{world.shop.shop_id}:b-{U1}"},
+                                          {"$set": {"shop_id": world.shop.shop_id, "browser_id": f"b-{U1}",
+                                                    "line_user_id": U1}}, upsert=True)
+    await world.view(U1, "p1", START)
+    world.clock.set(START + days(1))
+    response = await world.client.post(
+        f"/t/{world.shop.shop_id}/events", headers={"Origin": "https://shop.example"},
+        json={"event_id": "e-buy", "browser_id": f"b-{U1}", "type": "purchase", "url": "https://shop.example/thanks"})
+    assert response.status == 204, await response.text()
+    assert (await world.reminder(U1))["status"] == "stopped"
+    assert (await world.run(START + days(3))).get("sent", 0) == 0
+
+
+async def test_default_settings_send_no_coupon(world: World) -> None:
+    await world.settings(quiet_hours={"enabled": False})
+    await world.product("p1")
+    await world.customer(U1)
+    await world.view(U1, "p1", START)
+    for step_day in (3, 7, 14):
+        assert (await world.run(START + days(step_day)))["sent"] == 1
+    assert all("coupon" not in str(p).lower() and "クーポン" not in str(p) for p in await world.pushes(U1))
