@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,10 +34,12 @@ from core.line_client import LineApiError, QuotaExhausted
 from delivery import policy
 from delivery.context import JobContext, JobSummary
 from delivery.flow import Flow, Intent, Record, RecordStatus
+from delivery.pacing import RateLimiter
 from delivery.policy import DeliveryPolicy, Verdict
-from storage.contacts import LOG_KEEP, NEVER, SENT_KEEP, ContactRepository, DueRef, Lookup, Settle
+from storage.contacts import LOG_KEEP, SENT_KEEP, ContactRepository, Lookup, Settle
 from storage.database import Database, Document
 from storage.delivery_log import DeliveryLog
+from storage.leases import NEVER, DueRef, new_lease
 from storage.pauses import ShopPauses
 from storage.shop_settings import DeliverySettings, ShopSettingsRepository
 from storage.shops import Shop
@@ -60,22 +60,6 @@ class EngineConfig:
 
 
 DEFAULT_CONFIG = EngineConfig()
-
-
-class RateLimiter:
-    """Paces calls to `rate` per second (a small burst allowed), shared by the sender tasks."""
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self._interval = 1.0 / rate
-        self._burst = (burst if burst is not None else max(1.0, rate / 20)) * self._interval
-        self._next = time.monotonic()
-
-    async def acquire(self) -> None:
-        now = time.monotonic()
-        slot = max(self._next, now - self._burst)
-        self._next = slot + self._interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
 
 
 @dataclass(frozen=True)
@@ -210,10 +194,8 @@ class Run:
     async def _claim(self, refs: list[DueRef]) -> tuple[str, list[ContactWork]] | None:
         if not refs:
             return None
-        token = secrets.token_hex(12)
-        # A lease moment unique to this batch (microseconds from the token), so the read-back is one
-        # equality on the due index.
-        lease_at = self.now + self.config.lease + timedelta(microseconds=int(token[:5], 16) % 1_000_000)
+        lease = new_lease(self.now, self.config.lease)
+        token, lease_at = lease.token, lease.at
         await self.contacts.claim(refs, token, lease_at, self.shop_id)
         claimed = await self.contacts.claimed(lease_at, token, self.engine.lookups)
         claimed = [c for c in claimed if c["_id"] not in self.seen]
