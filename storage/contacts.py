@@ -124,9 +124,9 @@ class ContactRepository:
 
     # --- engine side (workers): the leased-collection mechanics (`storage.leases`) ---
 
-    def due_cursor(self, now: datetime, shop_id: str | None, size: int) -> AsyncCursor[Document]:
-        """Every contact due at `now` in (next_due_at, _id) order through the due index (`--shop` filters on top)."""
-        return self._leased.due_cursor(now, shop_id, size)
+    def due_cursor(self, now: datetime, size: int) -> AsyncCursor[Document]:
+        """Every contact due at `now` in (next_due_at, _id) order through the due index."""
+        return self._leased.due_cursor(now, size)
 
     def due_stream(self, now: datetime, shop_id: str | None, size: int) -> AsyncIterator[list[DueRef]]:
         """The due set in lists of `size`: one cursor for the whole run."""
@@ -145,7 +145,7 @@ class ContactRepository:
         """One contact as the engine reads it (the dry run); None when there is none."""
         joins = (Lookup("customers", "customer"), *lookups)
         docs = _unwrap(await self._leased.aggregate({"_id": customer_key(shop_id, line_user_id)},
-                                                    _lookup_stages(joins), hint=BY_ID), joins)
+                                                    _lookup_stages(joins)), joins)
         return docs[0] if docs else None
 
     async def settle(self, settles: Sequence[Settle]) -> list[str]:
