@@ -35,6 +35,7 @@ log = logging.getLogger("linecrm.line")
 RETRY_KEY_NAMESPACE = uuid.UUID("6f2c1d0e-4b7a-5c3e-9a41-2f6d8b0c7e15")
 MONTHLY_LIMIT_MESSAGE = "You have reached your monthly limit."
 PUSH_PATH = "/v2/bot/message/push"
+MULTICAST_PATH = "/v2/bot/message/multicast"
 
 T = TypeVar("T")
 MessageLike: TypeAlias = Message | dict[str, Any]
@@ -155,19 +156,27 @@ class LineClient:
         with `X-Line-Retry-Key`, and through `_call` for the same
         retry/409/429/quota handling as `push`. Do not mutate `messages` meanwhile.
         """
+        return await self._send_json("push", PUSH_PATH, {"to": to, "messages": list(messages)}, retry_key)
+
+    async def multicast_json(self, to: Sequence[str], messages: Sequence[dict[str, Any]], *,
+                             retry_key: str) -> SendResult:
+        """`multicast` (at most 500 user IDs) for messages that are already valid LINE JSON: as `push_json`."""
+        return await self._send_json("multicast", MULTICAST_PATH, {"to": list(to), "messages": list(messages)},
+                                     retry_key)
+
+    async def _send_json(self, operation: str, path: str, body: dict[str, Any], retry_key: str) -> SendResult:
         api_client = self._api_client
-        url = api_client.configuration.host + PUSH_PATH
-        body = {"to": to, "messages": list(messages)}
+        url = api_client.configuration.host + path
 
         async def call() -> Any:
             headers = {**api_client.default_headers, "X-Line-Retry-Key": retry_key,
                        "Accept": "application/json", "Content-Type": "application/json"}
-            api_client.update_params_for_auth(headers, [], ["Bearer"], PUSH_PATH, "POST", body)
+            api_client.update_params_for_auth(headers, [], ["Bearer"], path, "POST", body)
             return await api_client.request("POST", url, headers=headers, body=body,
                                             _request_timeout=self._timeout)
 
         try:
-            response = await self._call("push", call, idempotent=True)
+            response = await self._call(operation, call, idempotent=True)
         except _AlreadyAccepted as accepted:
             return SendResult(request_id=accepted.request_id, already_accepted=True)
         return SendResult(request_id=response.getheader("x-line-request-id"), sent_message_ids=_sent_ids(response.data))

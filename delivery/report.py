@@ -106,25 +106,35 @@ def _total(rows: Iterable[StepReport]) -> StepReport:
 
 
 async def flow_report(database: Database, shop_id: str, flow: str, start: datetime, end: datetime,
-                      steps: Iterable[int] = ()) -> FlowReport:
-    """The flow's figures over [start, end); `steps` are listed even when nothing happened on them."""
+                      steps: Iterable[int] = (), key: str | None = None) -> FlowReport:
+    """The flow's figures over [start, end); `steps` are listed even when nothing happened on them.
+
+    `key`: only one delivery key's records, clicks and conversions (a broadcast: one key for all recipients).
+    """
     records = DeliveryLog(database)
     rows: dict[int | None, StepReport] = {step: StepReport(step) for step in steps}
     cohorts: dict[str, set[str]] = {"treated": set(), "holdout": set()}
     async for batch in records.batches(shop_id, flow, start, end):
         for item in batch.get("items") or []:
+            if key is not None and item.get("key") != key:
+                continue
             step = item.get("step")
             _add(rows.setdefault(step, StepReport(step)), item)
             if item.get("status") == "sent":
                 cohorts["treated"].add(item["user"])
             elif item.get("status") == "held":
                 cohorts["holdout"].add(item["user"])
-    for step, clicks in (await records.clicks_by_step(shop_id, flow, start, end)).items():
-        rows.setdefault(step, StepReport(step)).clicks += clicks
+    clicked = (await records.clicks_by_step(shop_id, flow, start, end) if key is None
+               else {None: await records.clicks_of(key, start, end)})
+    for step, clicks in clicked.items():
+        if clicks or key is None:
+            rows.setdefault(step, StepReport(step)).clicks += clicks
     groups = {name: GroupFigures(customers=len(users)) for name, users in cohorts.items()}
     converted: dict[str, set[str]] = {"treated": set(), "holdout": set()}
     orders: Counter[str] = Counter()
     async for conversion in records.conversions(shop_id, flow, start, end + MAX_WINDOW):
+        if key is not None and conversion.get("key") != key:
+            continue
         group = str(conversion.get("group") or "treated")
         ordered_in_period = conversion["ordered_at"] < end
         if group == "treated" and ordered_in_period:

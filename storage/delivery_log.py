@@ -88,6 +88,12 @@ class DeliveryLog:
         return {group["_id"]: group["n"]
                 async for group in await self._clicks.aggregate(pipeline, hint="shop_flow_at")}
 
+    async def clicks_of(self, key: str, start: datetime, end: datetime) -> int:
+        """Clicks on the links of one delivery key in [start, end) (a broadcast: one key for everyone)."""
+        pipeline: list[dict[str, Any]] = [{"$match": {"key": key, "at": {"$gte": start, "$lt": end}}}, {"$count": "n"}]
+        found = [doc async for doc in await self._clicks.aggregate(pipeline)]
+        return int(found[0]["n"]) if found else 0
+
     async def first_clicks(self, keys: Sequence[str]) -> dict[str, datetime]:
         """The first click on each of these deliveries (a customer's few recent keys; an indexed read each)."""
         found: dict[str, datetime] = {}

@@ -160,6 +160,13 @@ class LeasedCollection:
         fresh = await find_by_ids(self.collection, list(tokens))
         return {doc["_id"]: doc for doc in fresh if doc.get("claim") == tokens[doc["_id"]]}
 
+    async def write(self, updates: Sequence[Conditional]) -> int:
+        """Apply updates to held documents (each only while its token holds the claim): how many applied."""
+        if not updates:
+            return 0
+        ops = [UpdateOne({"_id": u.id, "claim": u.token, **(u.when or {})}, u.update, hint=BY_ID) for u in updates]
+        return (await self.collection.bulk_write(ops, ordered=False)).matched_count
+
     async def release(self, ids: Sequence[str], token: str, due: Mapping[str, datetime]) -> None:
         """Give documents back unchanged (e.g. their shop is paused): free the claim, restore the due time."""
         ops = [UpdateOne({"_id": doc_id, "claim": token},

@@ -7,6 +7,7 @@ one started alone on an empty database creates all of them.
 from __future__ import annotations
 
 from storage import (
+    broadcasts,
     browsers,
     contacts,
     customers,
@@ -16,6 +17,7 @@ from storage import (
     orders,
     points,
     products,
+    segments,
     signals,
     webhook_events,
 )
@@ -33,4 +35,6 @@ INDEXES: list[IndexSpec] = [
     *delivery_log.INDEXES,
     *link_tokens.INDEXES,
     *signals.INDEXES,
+    *segments.INDEXES,
+    *broadcasts.INDEXES,
 ]
