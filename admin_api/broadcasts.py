@@ -12,10 +12,10 @@ from admin_api.registry import SHOP_PATH, AdminApi, Call, Reply
 from admin_api.reminders import FlowReportView
 from core.errors import ApiError
 from core.line_schema import message_problems
-from delivery.report import flow_report
+from delivery.report import MAX_WINDOW, flow_report
 from flows.broadcasts.plan import FLOW
 from flows.broadcasts.runner import broadcast_delivery_key
-from storage.broadcasts import BroadcastRepository, broadcast_key
+from storage.broadcasts import MAX_SPAN, BroadcastRepository, broadcast_key
 from storage.delivery_log import DeliveryLog
 from storage.segments import SegmentFilter, SegmentRepository, audience_query, preview
 
@@ -71,7 +71,7 @@ async def _figures(call: Call[Any, Any], doc: dict[str, Any]) -> tuple[int, int,
     if start is None:
         return 0, 0, 0
     records = DeliveryLog(call.db)
-    end = call.now() + timedelta(seconds=1)
+    end = start + MAX_SPAN + MAX_WINDOW  # the last batch's last attributable order, whatever the clock says
     clicks = await records.clicks_of(str(doc["key"]), start, end)
     conversions = revenue = 0
     async for conversion in records.conversions(call.current_shop.shop_id, FLOW, start, end):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from delivery.attribution import Attribution
 from delivery.flow import Flow
+from flows.broadcasts.attribution import broadcast_records
 from flows.reminders import state as reminders
 from flows.reminders.plan import RemindersFlow
 from storage.signals import Signals
@@ -19,7 +20,7 @@ def delivery_flows(public_base: str) -> list[Flow]:
 
 
 def connect_listeners(signals: Signals) -> Signals:
-    attribution = Attribution()
+    attribution = Attribution(sources=[broadcast_records])
     signals.product_viewed.connect(reminders.on_product_viewed)
     signals.browser_linked.connect(reminders.on_browser_linked)
     signals.order_recorded.connect(reminders.on_order_recorded)

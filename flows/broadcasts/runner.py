@@ -162,7 +162,6 @@ class BatchRun:
         self.semaphore = asyncio.Semaphore(config.concurrency)
         self.messages: dict[str, list[dict[str, Any]]] = {}  # per broadcast, with click links
         self.changed: dict[tuple[str, datetime], dict[str, Document]] = {}  # (shop, since) → customers
-        self.exposures: dict[str, Any] = {}  # per shop: recent broadcast sends (only for capped shops)
 
     async def execute(self) -> JobSummary:
         self.paused.update(await self.pauses.paused_shops(self.now))
@@ -213,7 +212,7 @@ class BatchRun:
     async def _ensure_shops(self, shop_ids: set[str]) -> None:
         missing = sorted(s for s in shop_ids if s not in self.shops)
         if missing:
-            self.shops.update(await shop_infos(self.db, missing))
+            self.shops.update(await shop_infos(self.db, missing, self.now))
 
     async def _plan(self, batch: Batch) -> Plan:
         broadcast, info = batch.broadcast, self.shops[batch.shop_id]
@@ -229,13 +228,11 @@ class BatchRun:
                           info.shop.timezone, self.now)
 
     async def _sends(self, batch: Batch, info: ShopInfo) -> dict[str, list[datetime]]:
-        """Each member's earlier sends in every flow, when the shop caps them (else nothing is read)."""
+        """Each member's earlier sends in every flow, when the shop caps them (else nothing is read): the
+        contacts' sends (per-customer flows) and the shop's other broadcasts (`info.exposures`)."""
         if info.policy.per_day is None and info.policy.per_week is None:
             return {}
-        if batch.shop_id not in self.exposures:
-            self.exposures[batch.shop_id] = await self.repo.exposures(batch.shop_id, self.now - timedelta(days=7),
-                                                                      self.now)
-        exposures = self.exposures[batch.shop_id]
+        exposures = info.exposures
         contacts = await find_by_ids(self.db["contacts"], [customer_key(batch.shop_id, u) for u in batch.users],
                                      {"line_user_id": 1, "sent": 1})
         sends = {str(c.get("line_user_id")): [as_utc(e["at"]) for e in c.get("sent") or [] if e.get("at")]

@@ -75,7 +75,7 @@ async def dry_run(database: Database, public_base: str, shop_id: str, line_user_
         "_id": customer_key(shop_id, line_user_id), "shop_id": shop_id, "line_user_id": line_user_id,
         "flows": {}, "customer": customer, "profile": None}
     await flow.prepare(database, {shop_id})
-    info = (await shop_infos(database, [shop_id]))[shop_id]
+    info = (await shop_infos(database, [shop_id], at))[shop_id]
     reminder = (contact.get("flows") or {}).get(STATE_KEY) or {}
     now, later = describe(flow, engine, contact, info, at)
     result: dict[str, Any] = {"line_user_id": line_user_id, "cycle_id": reminder.get("cycle_id"),
