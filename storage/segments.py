@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 from pymongo import ASCENDING
 
 from storage.database import Database, Document, IndexSpec
@@ -85,7 +85,7 @@ class SegmentFilter(BaseModel):
     total_spent: Range | None = Field(default=None, description="yen")
     last_purchase_within_days: Annotated[int, Field(strict=True, ge=1, le=3650)] | None = None
     points_balance: Range | None = None
-    linked: bool | None = Field(default=None, description="has (true) or has no (false) linked browser")
+    linked: StrictBool | None = Field(default=None, description="has (true) or has no (false) linked browser")
 
     def stored(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_defaults=True)
