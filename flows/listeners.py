@@ -11,6 +11,7 @@ from delivery.flow import Flow
 from flows.broadcasts.attribution import broadcast_records
 from flows.reminders import state as reminders
 from flows.reminders.plan import RemindersFlow
+from flows.segments import tags as tag_rules
 from storage.signals import Signals
 
 
@@ -26,4 +27,6 @@ def connect_listeners(signals: Signals) -> Signals:
     signals.order_recorded.connect(reminders.on_order_recorded)
     signals.order_recorded.connect(attribution.on_order_recorded)
     signals.browser_events.connect(reminders.on_browser_events)
+    signals.order_recorded.connect(tag_rules.on_order_recorded)
+    signals.tags_changed.connect(tag_rules.on_tags_changed)
     return signals
