@@ -28,6 +28,8 @@ from linebot.v3.messaging import (
     MulticastRequest,
     PushMessageRequest,
     ReplyMessageRequest,
+    RichMenuBulkLinkRequest,
+    RichMenuBulkUnlinkRequest,
 )
 
 log = logging.getLogger("linecrm.line")
@@ -199,6 +201,18 @@ class LineClient:
             lambda: self.api.reply_message_with_http_info(request, _request_timeout=self._timeout),
             idempotent=False,
         )
+
+    async def link_rich_menu(self, rich_menu_id: str, user_ids: Sequence[str]) -> None:
+        """Link one rich menu to up to 500 users (LINE's bulk link; idempotent, so retried like a push)."""
+        request = RichMenuBulkLinkRequest(richMenuId=rich_menu_id, userIds=list(user_ids))
+        await self._call("richmenu bulk link", lambda: self.api.link_rich_menu_id_to_users(
+            request, _request_timeout=self._timeout), idempotent=True)
+
+    async def unlink_rich_menus(self, user_ids: Sequence[str]) -> None:
+        """Up to 500 users back to the default rich menu (LINE's bulk unlink; idempotent)."""
+        request = RichMenuBulkUnlinkRequest(userIds=list(user_ids))
+        await self._call("richmenu bulk unlink", lambda: self.api.unlink_rich_menu_id_from_users(
+            request, _request_timeout=self._timeout), idempotent=True)
 
     async def get_profile(self, user_id: str) -> dict[str, Any] | None:
         """The user's LINE profile, or None when LINE does not know them (blocked, left)."""

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.richmenu.segments import refresh_menus
 from delivery.context import JobContext, JobSummary
 from delivery.engine import Engine
 from flows.broadcasts import runner as broadcasts
@@ -45,6 +46,7 @@ JOBS: Sequence[Job] = (
     Job("outbox", drain_outbox),
     Job("delivery", deliver),
     Job("broadcasts", broadcast),
+    Job("segment_menus", refresh_menus),
 )
 
 
