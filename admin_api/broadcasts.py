@@ -13,9 +13,10 @@ from admin_api.reminders import FlowReportView
 from core.errors import ApiError
 from core.line_schema import message_problems
 from delivery.report import MAX_WINDOW, flow_report
+from flows.broadcasts.create import broadcast_document
 from flows.broadcasts.plan import FLOW
 from flows.broadcasts.runner import broadcast_delivery_key
-from storage.broadcasts import MAX_SPAN, BroadcastRepository, broadcast_key
+from storage.broadcasts import MAX_SPAN, BroadcastRepository
 from storage.delivery_log import DeliveryLog
 from storage.segments import SegmentFilter, SegmentRepository, audience_query, preview
 
@@ -125,11 +126,7 @@ async def create_broadcast(call: Call[BroadcastBody, None]) -> Any:
         raise ApiError(422, "validation_error", "segment_id: no such segment", "segment_id")
     spec = SegmentFilter.model_validate(segment.get("filter") or {})
     targeted = (await preview(call.db, audience_query(shop_id, spec, now), sample=0)).count
-    doc = {"_id": broadcast_key(shop_id, body.broadcast_id), "shop_id": shop_id, "broadcast_id": body.broadcast_id,
-           "segment_id": body.segment_id, "filter": spec.stored(), "messages": body.messages, "send_at": send_at,
-           "key": broadcast_delivery_key(shop_id, body.broadcast_id), "status": "scheduled", "targeted": targeted,
-           "created_at": now, "counts": {}, "settled": [], "next_due_at": send_at, "claim": None,
-           "prev_claim": None}
+    doc = broadcast_document(shop_id, body.broadcast_id, body.segment_id, spec, body.messages, send_at, now, targeted)
     stored, created = await repo.create(doc)
     if not created and not _same(stored, body, send_at if body.send_at is not None else None):
         raise ApiError(409, "conflict", "broadcast_id: already used for another broadcast", "broadcast_id")
