@@ -10,7 +10,8 @@ no plan yet (`plan.plan_batch`: the delivery policy per recipient, at send time)
 checks that the broadcasts are still sending (a cancel stops every batch not yet posted) → multicasts each
 batch with its deterministic retry key, paced to LINE's multicast limit per channel → writes one record
 document per batch (delivery log, flow "broadcasts"), adds each batch's figures to its broadcast once,
-and settles the batches conditionally on the claim. The next group is planned while one is sent.
+and settles the batches conditionally on the claim. The next group is planned while one is posted and the
+one before is settled.
 
 Exactly once: a worker killed anywhere leaves its batches leased; once the lease runs out another run
 takes them, finds the stored plan and posts the same request with the same retry key — LINE answers 409
@@ -165,18 +166,26 @@ class BatchRun:
 
     async def execute(self) -> JobSummary:
         self.paused.update(await self.pauses.paused_shops(self.now))
-        sending: asyncio.Task[None] | None = None
+        sending: tuple[Group, asyncio.Task[None]] | None = None
+        settling: list[asyncio.Task[None]] = []
         try:
             async for refs in self.repo.batches.due_stream(self.now, self.shop_id, self.config.group):
                 group = await self._prepare([r for r in refs if r.shop_id not in self.paused])
                 if group is None:
                     continue
+                # Pipeline: plan group N+1 while N is posted and N-1 settled (at most two groups wait).
                 if sending is not None:
-                    await sending  # at most one group in flight while the next is planned
-                sending = asyncio.create_task(self._send_and_settle(group))
+                    await sending[1]
+                    settling.append(asyncio.create_task(self._settle(sending[0])))
+                sending = (group, asyncio.create_task(self._send(group)))
+                while len(settling) > 1:
+                    await settling.pop(0)
         finally:
             if sending is not None:
-                await sending
+                await sending[1]
+                settling.append(asyncio.create_task(self._settle(sending[0])))
+            for task in settling:
+                await task
         if self.paused:
             self.summary["shops_paused"] = len(self.paused)
         return dict(self.summary)
@@ -241,7 +250,7 @@ class BatchRun:
 
     # --- send, record, count, settle ---
 
-    async def _send_and_settle(self, group: Group) -> None:
+    async def _send(self, group: Group) -> None:
         live = await self.repo.get_many(sorted({str(b.doc["bkey"]) for b in group.batches}))  # a cancel wins
         for batch in group.batches:
             current = live.get(str(batch.doc["bkey"]))
@@ -249,7 +258,6 @@ class BatchRun:
                     or self.shops.get(batch.shop_id) is None:
                 batch.outcome = "cancelled"
         await asyncio.gather(*(self._multicast(b) for b in group.batches if b.outcome is None))
-        await self._settle(group)
 
     async def _multicast(self, batch: Batch) -> None:
         plan, broadcast, info = batch.plan, batch.broadcast, self.shops.get(batch.shop_id)
