@@ -7,9 +7,10 @@ from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, Field
 
-from admin_api.models import Identifier, Instant, ReportQuery, StrictModel, path_id, report_period
+from admin_api.models import Identifier, Instant, ReportQuery, StrictModel, TimeCursorQuery, path_id, report_period
 from admin_api.registry import SHOP_PATH, AdminApi, Call, Reply
 from admin_api.reminders import FlowReportView
+from core.clock import as_utc
 from core.errors import ApiError
 from core.line_schema import message_problems
 from delivery.report import MAX_WINDOW, flow_report
@@ -18,6 +19,7 @@ from flows.broadcasts.plan import FLOW
 from flows.broadcasts.runner import broadcast_delivery_key
 from storage.broadcasts import MAX_SPAN, BroadcastRepository
 from storage.delivery_log import DeliveryLog
+from storage.paging import encode_cursor
 from storage.segments import SegmentFilter, SegmentRepository, audience_query, preview
 
 routes = AdminApi()  # composed with the other modules' routes in `admin_api.setup_admin_api`
@@ -60,6 +62,11 @@ class BroadcastView(BaseModel):
     finished_at: datetime | None = None
     cancelled_at: datetime | None = None
     messages: list[dict[str, Any]]
+
+
+class BroadcastPage(BaseModel):
+    items: list[BroadcastView]
+    next_after: str | None = Field(description="pass as `after` for the next page; null on the last page")
 
 
 class BroadcastReportQuery(ReportQuery):
@@ -132,6 +139,15 @@ async def create_broadcast(call: Call[BroadcastBody, None]) -> Any:
         raise ApiError(409, "conflict", "broadcast_id: already used for another broadcast", "broadcast_id")
     return Reply(201 if created else 200, Created(broadcast_id=body.broadcast_id, status=stored["status"],
                                                   targeted=int(stored.get("targeted") or 0)))
+
+
+@routes.route("GET", SHOP_PATH + "/broadcasts", summary="The shop's broadcasts, newest first", query=TimeCursorQuery,
+              response=BroadcastPage, tag="broadcasts")
+async def list_broadcasts(call: Call[None, TimeCursorQuery]) -> BroadcastPage:
+    docs = await BroadcastRepository(call.db).page(call.current_shop.shop_id, call.query.after, call.query.limit)
+    last = docs[-1] if len(docs) == call.query.limit else None
+    return BroadcastPage(items=[await broadcast_view(call, doc) for doc in docs],
+                         next_after=encode_cursor(as_utc(last["created_at"]), last["_id"]) if last else None)
 
 
 async def _broadcast_or_404(call: Call[Any, Any]) -> dict[str, Any]:

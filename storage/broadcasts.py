@@ -12,7 +12,7 @@ fields of the start (next_due_at = send_at while scheduled, claim, prev_claim; s
 `broadcast_batches` (`_id` = "<bkey>:<seq, 6 digits>"): shop_id, bkey, broadcast_id, seq, users (sorted,
 ≤ 500; batches partition the audience in LINE user ID order), state (pending | done | cancelled),
 attempts, plan (the send-time decision, written before the multicast so a retry sends the same request:
-{to, held, skipped: {reason: [users]}}), outcome ({status: sent | failed | cancelled, line_status,
+{held, skipped: {reason: [users]}}; the recipients are the users but those), outcome ({status: sent | failed | cancelled, line_status,
 request_id}), settled_at, sent_at (when its multicast was accepted), and the leased fields (next_due_at, claim, prev_claim).
 
 Freezing is one transaction: every batch inserted and the broadcast moved from scheduled to sending, or
@@ -35,6 +35,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 from core.line_limits import MAX_MULTICAST_RECIPIENTS
 from storage.database import Database, Document, IndexSpec, find_by_ids
 from storage.leases import DUE_INDEX, NEVER, LeasedCollection
+from storage.paging import newest_first_page
 
 BROADCASTS = "broadcasts"
 BATCHES = "broadcast_batches"
@@ -43,6 +44,7 @@ BATCH_DUE = "batch_due"
 INDEXES: list[IndexSpec] = [
     IndexSpec(BROADCASTS, DUE_INDEX, BROADCAST_DUE),
     IndexSpec(BROADCASTS, [("shop_id", ASCENDING), ("started_at", ASCENDING)], "shop_started"),
+    IndexSpec(BROADCASTS, [("shop_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)], "shop_created"),
     IndexSpec(BATCHES, DUE_INDEX, BATCH_DUE),
     IndexSpec(BATCHES, [("bkey", ASCENDING), ("seq", ASCENDING)], "broadcast_seq"),
 ]
@@ -60,6 +62,12 @@ def batch_id(bkey: str, seq: int) -> str:
 
 def chunks(users: Sequence[str], size: int = MAX_MULTICAST_RECIPIENTS) -> list[list[str]]:
     return [list(users[i:i + size]) for i in range(0, len(users), size)]
+
+
+def plan_recipients(users: Sequence[str], plan: Mapping[str, Any]) -> list[str]:
+    """Who a batch's stored plan sends to: its users but the held and the skipped."""
+    left_out = set(plan.get("held") or []).union(*(plan.get("skipped") or {}).values())
+    return [u for u in users if u not in left_out]
 
 
 @dataclass
@@ -94,6 +102,10 @@ class BroadcastRepository:
 
     async def get(self, shop_id: str, broadcast_id: str) -> Document | None:
         return await self._broadcasts.find_one({"_id": broadcast_key(shop_id, broadcast_id)})
+
+    async def page(self, shop_id: str, after: str | None, limit: int) -> list[Document]:
+        """The shop's broadcasts newest first (keyset paging on `created_at`)."""
+        return await newest_first_page(self._broadcasts, {"shop_id": shop_id}, "created_at", after, limit)
 
     async def get_many(self, bkeys: Sequence[str]) -> dict[str, Document]:
         return {doc["_id"]: doc for doc in await find_by_ids(self._broadcasts, bkeys)}
@@ -182,11 +194,11 @@ class BroadcastRepository:
         """
         found = Exposures()
         for broadcast in await self.started_between(shop_id, since - MAX_SPAN, until):
-            async for batch in self._batches.find({"bkey": broadcast["_id"]}, {"plan.to": 1, "sent_at": 1,
+            async for batch in self._batches.find({"bkey": broadcast["_id"]}, {"users": 1, "plan": 1, "sent_at": 1,
                                                                                 "outcome.status": 1}):
                 at = batch.get("sent_at")
                 if at is None or (batch.get("outcome") or {}).get("status") != "sent" or not since <= at <= until:
                     continue
-                for user in (batch.get("plan") or {}).get("to") or []:
+                for user in plan_recipients(batch.get("users") or [], batch.get("plan") or {}):
                     found.sends.setdefault(user, []).append(at)
         return found

@@ -15,7 +15,7 @@ from typing import Any
 from core.clock import as_utc
 from delivery.attribution import order_time
 from flows.broadcasts.plan import FLOW
-from storage.broadcasts import MAX_SPAN, BroadcastRepository
+from storage.broadcasts import MAX_SPAN, BroadcastRepository, plan_recipients
 from storage.database import Database
 from storage.signals import RetryLater
 
@@ -37,8 +37,8 @@ async def broadcast_records(database: Database, order: Mapping[str, Any],
         if batch.get("state") != "done" or settled_at is None:
             continue
         delivered = (batch.get("outcome") or {}).get("status") == "sent"
-        status = "sent" if delivered and user in (plan.get("to") or []) \
-            else "held" if user in (plan.get("held") or []) else None
+        status = "held" if user in (plan.get("held") or []) \
+            else "sent" if delivered and plan_recipients([user], plan) else None
         if status is None:
             continue
         at = as_utc(settled_at)

@@ -17,6 +17,7 @@ from typing import Any
 from delivery import policy
 from delivery.flow import Intent
 from delivery.policy import DeliveryPolicy
+from storage.broadcasts import plan_recipients
 
 FLOW = "broadcasts"
 # What a frozen member is unless the customer changed since: they were reachable when frozen.
@@ -25,19 +26,24 @@ REACHABLE_AT_FREEZE: Mapping[str, Any] = {"friend": True, "blocked": False, "opt
 
 @dataclass
 class Plan:
-    """The send-time decision for one batch (stored before the multicast, so a retry repeats it)."""
+    """The send-time decision for one batch (stored before the multicast, so a retry repeats it).
+
+    Stored as the exceptions only (held, skipped): the recipients are the batch's users minus those, so
+    storing a plan costs a few bytes, not the batch's 500 IDs again.
+    """
 
     to: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
     skipped: dict[str, list[str]] = field(default_factory=dict)
 
     def as_doc(self) -> dict[str, Any]:
-        return {"to": self.to, "held": self.held, "skipped": self.skipped}
+        return {"held": self.held, "skipped": self.skipped}
 
     @classmethod
-    def from_doc(cls, doc: Mapping[str, Any]) -> Plan:
-        return cls(list(doc.get("to") or []), list(doc.get("held") or []),
-                   {str(k): list(v) for k, v in (doc.get("skipped") or {}).items()})
+    def from_doc(cls, doc: Mapping[str, Any], users: Sequence[str]) -> Plan:
+        held = list(doc.get("held") or [])
+        skipped = {str(k): list(v) for k, v in (doc.get("skipped") or {}).items()}
+        return cls(plan_recipients(users, doc), held, skipped)
 
 
 def broadcast_intent(broadcast_id: str, key: str, now: datetime) -> Intent:

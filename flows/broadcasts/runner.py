@@ -205,7 +205,7 @@ class BatchRun:
         group = Group(lease, [Batch(doc, broadcasts.get(str(doc["bkey"]))) for doc in docs])
         for batch in group.batches:
             if batch.doc.get("plan") is not None:
-                batch.plan = Plan.from_doc(batch.doc["plan"])
+                batch.plan = Plan.from_doc(batch.doc["plan"], batch.users)
             elif self._sendable(batch):
                 batch.plan, batch.planned_now = await self._plan(batch), True
         planned = [Conditional(b.id, lease.token, {"$set": {"plan": b.plan.as_doc()}}, {"plan": None})

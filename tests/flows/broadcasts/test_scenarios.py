@@ -63,6 +63,8 @@ async def test_a_segment_over_tags_and_spend_goes_out_in_multicasts_of_at_most_5
     again = await world.broadcast("winter-sale", "subs", expect=200)
     assert again == {"broadcast_id": "winter-sale", "status": "done", "targeted": len(expected)}
     assert len(await world.multicasts()) == len(multicasts)
+    listed = await world.call("GET", "/broadcasts", 200)
+    assert [b["broadcast_id"] for b in listed["items"]] == ["winter-sale"] and listed["next_after"] is None
 
 
 async def test_a_scheduled_broadcast_waits_for_send_at_and_freezes_the_audience_then(world: World) -> None:
