@@ -1,12 +1,12 @@
 """Browsers (first-party browser IDs from the tracking script) and their product views.
 
-`browsers`, `_id` = "<shop_id>:<browser_id>": shop_id, browser_id,
+`browsers`, `_id` = `storage.keys.browser_key`: shop_id, browser_id,
 line_user_id (None until linked), linked_at, link_method, first_seen_at,
 last_seen_at, first_utm, first_referrer, link_history [{line_user_id,
 previous_line_user_id, method, at}], rate_minute, rate_count (the per-minute
 event budget, kept here so every web process shares it).
 
-`product_views`, `_id` = "<shop_id>:<browser_id>:<product_id>": shop_id,
+`product_views`, `_id` = `storage.keys.view_key` (browser ID escaped): shop_id,
 browser_id, product_id, line_user_id (None until linked; set on all of a
 browser's views when it links), count, first_viewed_at, last_viewed_at.
 
@@ -25,6 +25,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from storage.database import Database, Document, IndexSpec
+from storage.keys import browser_key, view_key
 
 INDEXES: list[IndexSpec] = (
     [
@@ -38,12 +39,6 @@ INDEXES: list[IndexSpec] = (
 LINK_HISTORY_KEEP = 20
 
 
-def browser_key(shop_id: str, browser_id: str) -> str:
-    return f"{shop_id}:{browser_id}"
-
-
-def view_key(shop_id: str, browser_id: str, product_id: str) -> str:
-    return f"{shop_id}:{browser_id}:{product_id}"
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import BulkWriteError
 
 from core.clock import as_utc
+from storage.bulk import insert_new
 from storage.database import Database, Document, IndexSpec
+from storage.keys import shop_scoped
 from storage.reminders import find_by_ids
 
-DUPLICATE_KEY = 11000
 CAMPAIGN_AT_INDEX = [("shop_id", ASCENDING), ("campaign", ASCENDING), ("at", ASCENDING)]
 USER_SENT_INDEX = [("shop_id", ASCENDING), ("line_user_id", ASCENDING), ("sent_at", DESCENDING)]
 CONVERSIONS_INDEX = [("shop_id", ASCENDING), ("campaign", ASCENDING), ("ordered_at", ASCENDING)]
@@ -68,15 +68,7 @@ class DeliveryRepository:
         An unordered `insert_many` whose duplicate-key errors are the repeats:
         on the embedded database it costs a third of the equivalent upserts.
         """
-        docs = list(records)
-        if not docs:
-            return
-        try:
-            await self._deliveries.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-            if other or exc.details.get("writeConcernErrors"):
-                raise
+        await insert_new(self._deliveries, list(records))
 
     async def get(self, delivery_id: str) -> Document | None:
         return await self._deliveries.find_one({"_id": delivery_id})
@@ -107,7 +99,7 @@ class DeliveryRepository:
         if delivery is None:
             return None
         conversion = {
-            "_id": f"{order['shop_id']}:{order['order_id']}",
+            "_id": shop_scoped(order["shop_id"], order["order_id"]),
             "shop_id": order["shop_id"],
             "campaign": campaign,
             "order_id": order["order_id"],
@@ -123,7 +115,7 @@ class DeliveryRepository:
 
     async def remove_conversion(self, shop_id: str, order_id: str) -> None:
         """A cancelled or refunded order is no longer a conversion."""
-        await self._conversions.delete_one({"_id": f"{shop_id}:{order_id}"})
+        await self._conversions.delete_one({"_id": shop_scoped(shop_id, order_id)})
 
     async def report(self, shop_id: str, campaign: str, start: datetime, end: datetime) -> list[StepReport]:
         """Per step over [start, end): deliveries by decision time, conversions by order time."""

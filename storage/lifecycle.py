@@ -8,6 +8,7 @@ from pathlib import Path
 
 from storage.database import Database, IndexSpec, connect
 from storage.embedded import start_embedded
+from storage.migrations import run_migrations
 
 
 @contextlib.asynccontextmanager
@@ -21,6 +22,7 @@ async def open_database(uri: str | None, db_name: str, data_dir: Path,
     database = connect(uri, db_name)
     try:
         await database.ensure_indexes(indexes)
+        await run_migrations(database)
         yield database
     finally:
         await database.close()

@@ -24,6 +24,7 @@ from pymongo.errors import DuplicateKeyError
 
 from core.clock import as_utc
 from storage.database import Database, IndexSpec
+from storage.keys import settings_key
 
 INDEXES: list[IndexSpec] = [
     IndexSpec("link_tokens", [("expires_at", ASCENDING)], "expiry", expire_after_seconds=0),
@@ -112,12 +113,12 @@ class AccountLinkConfigRepository:
         self._settings = database["shop_settings"]
 
     async def get_login_url(self, shop_id: str) -> str | None:
-        doc = await self._settings.find_one({"_id": f"{shop_id}:account_link"})
+        doc = await self._settings.find_one({"_id": settings_key(shop_id, "account_link")})
         return doc["data"].get("login_url") if doc else None
 
     async def set_login_url(self, shop_id: str, login_url: str | None, now: datetime) -> None:
         await self._settings.update_one(
-            {"_id": f"{shop_id}:account_link"},
+            {"_id": settings_key(shop_id, "account_link")},
             {"$set": {"shop_id": shop_id, "section": "account_link", "data": {"login_url": login_url},
                       "updated_at": now}},
             upsert=True,

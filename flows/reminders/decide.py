@@ -17,6 +17,7 @@ from typing import Any, Literal
 from core.clock import as_utc
 from flows.reminders.choice import Candidates, Choice, ViewStat, choose_products
 from flows.reminders.timing import due_steps, quiet_until, step_due_at
+from storage.customers import unreachable_reason
 from storage.shop_settings import ReminderSettings
 
 Kind = Literal["send", "skip", "postpone", "wait", "stop", "disabled", "complete", "inactive"]
@@ -45,18 +46,6 @@ class CustomerFacts:
 def _last_purchase(facts: CustomerFacts) -> datetime | None:
     totals_last = (facts.customer.get("totals") or {}).get("last_purchase_at")
     return as_utc(totals_last) if totals_last else None
-
-
-def unreachable_reason(customer: Mapping[str, Any]) -> str | None:
-    if customer.get("blocked"):
-        return "blocked"
-    if customer.get("opted_out"):
-        return "opted_out"
-    if not customer.get("friend"):
-        return "not_friend"
-    if not customer.get("linked"):
-        return "not_linked"
-    return None
 
 
 def advanced_state(reminder: Mapping[str, Any], handled: Sequence[int], delays: Sequence[int]) -> dict[str, Any]:
