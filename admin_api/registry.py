@@ -7,7 +7,6 @@ document is generated from the very models that validate (never written twice).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from admin_api.auth import authenticate_operator, authenticate_shop
 from bot.typedefs import CLOCK, DATABASE
-from core.errors import ApiError, from_validation_error
+from core.errors import from_validation_error
+from core.json_body import parse_json
 from storage.database import Database
 from storage.shops import Shop
 
@@ -129,13 +129,7 @@ class AdminApi:
 
 
 async def _read_json(request: web.Request) -> Any:
-    raw = await request.read()
-    if not raw:
-        raise ApiError(400, "invalid_json", "request body must be a JSON document")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
+    return parse_json(await request.read())
 
 
 def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

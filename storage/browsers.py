@@ -10,12 +10,18 @@ event budget, kept here so every web process shares it).
 browser_id, product_id, line_user_id (None until linked; set on all of a
 browser's views when it links), count, first_viewed_at, last_viewed_at.
 
+`browser_secrets`, `_id` = `storage.keys.browser_key`: shop_id, secret_hash (SHA-256
+of the secret only the browser's own script knows: the proof of possession a link
+needs, `linking.link_token`), created_at. Apart from `browsers` so that claiming a
+secret never creates a browser before its first event does.
+
 A browser belongs to at most one LINE user per shop; it moves to another only
 through a new successful link (`linking.links.link_browser`), which is recorded.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +61,7 @@ class BrowserRepository:
     def __init__(self, database: Database) -> None:
         self._browsers = database["browsers"]
         self._views = database["product_views"]
+        self._secrets = database["browser_secrets"]
 
     async def get(self, shop_id: str, browser_id: str) -> Document | None:
         return await self._browsers.find_one({"_id": browser_key(shop_id, browser_id)})
@@ -166,6 +173,22 @@ class BrowserRepository:
         except DuplicateKeyError:  # created or linked concurrently
             return False
         return bool(result.matched_count or result.upserted_id is not None)
+
+    async def claim_secret(self, shop_id: str, browser_id: str, secret_hash: str, now: datetime) -> bool:
+        """True when `secret_hash` is the browser's secret: kept now if it had none (first use), else compared.
+
+        One insert: of two concurrent first claims exactly one wins the unique `_id`, the
+        other compares against the winner's.
+        """
+        key = browser_key(shop_id, browser_id)
+        try:
+            await self._secrets.insert_one({"_id": key, "shop_id": shop_id, "secret_hash": secret_hash,
+                                            "created_at": now})
+            return True
+        except DuplicateKeyError:
+            pass
+        doc = await self._secrets.find_one({"_id": key})
+        return doc is not None and hmac.compare_digest(str(doc.get("secret_hash") or ""), secret_hash)
 
     async def count_linked(self, shop_id: str) -> int:
         """Browsers linked to some LINE user ("ブラウザ紐づき数"); `$gt: ""` keeps the index bounds tight."""

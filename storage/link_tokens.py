@@ -1,7 +1,7 @@
 """One-time, short-lived, shop-bound tokens of the linking flows.
 
 `link_tokens`, `_id` = SHA-256 of (kind, secret): kind (login_state | chat_code |
-account_nonce), shop_id, data {browser_id, nonce, return_url, shop_customer_id…},
+account_nonce | link_token), shop_id, data {browser_id, nonce, return_url, shop_customer_id…},
 created_at, expires_at (a TTL index deletes it later), used, used_at.
 
 Only the hash of the secret is stored, so a database dump cannot complete a
@@ -35,6 +35,7 @@ class TokenKind(enum.StrEnum):
     LOGIN_STATE = "login_state"
     CHAT_CODE = "chat_code"
     ACCOUNT_NONCE = "account_nonce"
+    LINK_TOKEN = "link_token"  # proof that a browser asked to be linked (`linking.link_token`)
 
 
 class Redemption(enum.StrEnum):

@@ -12,7 +12,16 @@ from bot.typedefs import DATABASE
 from storage import keys
 from storage.migrations import escape_view_keys, run_migrations
 from tests.conftest import START, ShopHandle
-from tests.linking.conftest import event, post_events, shop  # noqa: F401 - the fixture
+from tests.linking.conftest import SHOP_ORIGIN, event, post_events
+
+
+@pytest.fixture
+async def shop(client: TestClient[Any, Any], make_shop: Any) -> ShopHandle:
+    handle: ShopHandle = await make_shop()
+    response = await client.put(f"/admin/api/v1/shops/{handle.shop_id}/settings/tracking",
+                                json={"allowed_origins": [SHOP_ORIGIN]}, headers=handle.auth)
+    assert response.status == 200
+    return handle
 
 
 @pytest.mark.parametrize(
