@@ -83,7 +83,8 @@ async def redeem_chat_code(db: Database, shop_id: str, text: str, line_user_id: 
     code = parse_code(text)
     if code is None:
         return None
-    redeemed = await LinkTokenRepository(db).redeem(TokenKind.CHAT_CODE, code, shop_id, now)
+    # Redeemed for this user: if we die before the link is written, their event's re-run completes it.
+    redeemed = await LinkTokenRepository(db).redeem(TokenKind.CHAT_CODE, code, shop_id, now, line_user_id)
     if not redeemed.ok:
         return LinkOutcome(_STATUS[redeemed.status], shop_id, line_user_id=line_user_id, method="chat_code")
     return await link_browser(db, shop_id, redeemed.data["browser_id"], line_user_id, "chat_code", now)
