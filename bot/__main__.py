@@ -18,7 +18,7 @@ def run_options() -> dict[str, Any]:
     return {
         "access_log": logging.getLogger("linecrm.access"),
         "access_log_class": RouteAccessLogger,
-        "shutdown_timeout": 10,
+        "shutdown_timeout": 3,
         "print": lambda message: logging.getLogger("linecrm.web").info(message.strip()),
     }
 
