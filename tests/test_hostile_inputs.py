@@ -176,6 +176,7 @@ async def raw_request(client: TestClient[Any, Any], request: bytes) -> tuple[int
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(), timeout=10)
     writer.close()
+    await writer.wait_closed()
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
 
