@@ -175,10 +175,11 @@ async def write_ceiling(db: Any, shop_id: str, customers: int) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
+    from flows.reminders.engine import EngineConfig, run_reminders
+
     from core.line_client import LineClients
     from core.settings import Settings
     from delivery.context import JobContext
-    from flows.reminders.engine import EngineConfig, run_reminders
     from flows.reminders.plan import Planner
     from linesim.client import SimClient
     from storage import schema

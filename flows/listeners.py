@@ -1,18 +1,28 @@
-"""Which flow hears which ingest signal: the one list, used by the web app and the worker alike.
+"""The flows as the processes compose them: which flows the engine runs, which listener hears which signal.
 
-The web app sends the signals as it ingests (tracking, links, orders); the
-worker runs again the intents a crash left behind (`storage.signals`), so both
-processes connect the same listeners. Nothing connects itself on import.
+One list each, used by the web app (dry runs, ingest) and the worker (runs,
+outbox drains) alike. Nothing connects or registers itself on import.
 """
 
 from __future__ import annotations
 
+from delivery.attribution import Attribution
+from delivery.flow import Flow
 from flows.reminders import state as reminders
+from flows.reminders.plan import RemindersFlow
 from storage.signals import Signals
 
 
+def delivery_flows(public_base: str) -> list[Flow]:
+    """Fresh flow objects for one engine run (they cache per-run reads)."""
+    return [RemindersFlow(public_base)]
+
+
 def connect_listeners(signals: Signals) -> Signals:
+    attribution = Attribution()
     signals.product_viewed.connect(reminders.on_product_viewed)
     signals.browser_linked.connect(reminders.on_browser_linked)
     signals.order_recorded.connect(reminders.on_order_recorded)
+    signals.order_recorded.connect(attribution.on_order_recorded)
+    signals.browser_events.connect(reminders.on_browser_events)
     return signals

@@ -133,7 +133,11 @@ async def ingest(db: Database, shop_id: str, events: list[BrowserEvent], now: da
     planned = [(b, pid) for b, products in viewed.items() if known.get(b) for pid in products]
     intents = await db.signals.product_viewed.intend_many(db, [(shop_id, known[b], pid, now) for b, pid in planned],
                                                           now)
-    stored = await EventRepository(db).insert_new([event_document(shop_id, event, now) for event in events])
+    documents = [event_document(shop_id, event, now) for event in events]
+    flow_events = await _flow_events(browsers, shop_id, documents, known)
+    events_intent = await db.signals.browser_events.intend(db, shop_id, flow_events, now, now=now) \
+        if flow_events else None
+    stored = await EventRepository(db).insert_new(documents)
     new_views: dict[str, list[ViewCount]] = {}
     first_views: dict[str, list[str]] = {}
     for browser_id, own in by_browser.items():
@@ -155,10 +159,24 @@ async def ingest(db: Database, shop_id: str, events: list[BrowserEvent], now: da
             if line_user_id != known.get(browser_id):  # linked (or moved) while we wrote: no intent yet
                 late += [(shop_id, line_user_id, view.product_id, now) for view in views]
     fresh = {(b, view.product_id) for b, views in new_views.items() for view in views}
-    await drop_all([intent for intent, view in zip(intents, planned, strict=True) if view not in fresh])
-    await deliver_all([intent for intent, view in zip(intents, planned, strict=True) if view in fresh]
-                      + await db.signals.product_viewed.intend_many(db, late, now))
+    replayed = [intent for intent, view in zip(intents, planned, strict=True) if view not in fresh]
+    delivered = [intent for intent, view in zip(intents, planned, strict=True) if view in fresh]
+    if events_intent is not None:
+        (delivered if stored else replayed).append(events_intent)
+    await drop_all(replayed)
+    await deliver_all(delivered + await db.signals.product_viewed.intend_many(db, late, now))
     return len(stored)
+
+
+async def _flow_events(browsers: BrowserRepository, shop_id: str, documents: list[Document],
+                       owners: dict[str, str | None]) -> list[Document]:
+    """The events the flows hear (`browser_events`): carts, checkouts and purchases of any browser (a cart
+    may belong to a customer linked later), page views of linked browsers; each with its owner."""
+    wanted = [doc for doc in documents if doc["type"] != "page_view" or owners.get(doc["browser_id"])]
+    unknown = {doc["browser_id"] for doc in wanted} - set(owners)
+    if unknown:
+        owners = {**owners, **await browsers.line_users(shop_id, unknown)}
+    return [{**doc, "line_user_id": owners.get(doc["browser_id"])} for doc in wanted]
 
 
 def cors_headers(origin: str | None, allowed: list[str]) -> dict[str, str]:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from delivery.context import JobContext, JobSummary
-from flows.reminders.engine import run_reminders
+from delivery.engine import Engine
+from flows.listeners import delivery_flows
 
 log = logging.getLogger("linecrm.scheduler")
 
@@ -26,10 +27,15 @@ async def drain_outbox(ctx: JobContext, now: datetime, shop_id: str | None) -> J
     return await ctx.database.signals.drain(ctx.database, now)
 
 
+async def deliver(ctx: JobContext, now: datetime, shop_id: str | None) -> JobSummary:
+    """Every per-customer flow on the one engine (one due stream, one policy, one settle per contact)."""
+    return await Engine(delivery_flows(ctx.settings.public_base)).run(ctx, now, shop_id)
+
+
 # Order matters: the outbox first, so flow state left behind by a crash is current before the flows run.
 JOBS: Sequence[Job] = (
     Job("outbox", drain_outbox),
-    Job("reminders", run_reminders),
+    Job("delivery", deliver),
 )
 
 

@@ -194,10 +194,3 @@ class BrowserRepository:
         """Browsers linked to some LINE user ("ブラウザ紐づき数"); `$gt: ""` keeps the index bounds tight."""
         return await self._browsers.count_documents({"shop_id": shop_id, "line_user_id": {"$gt": ""}})
 
-    async def for_line_user(self, shop_id: str, line_user_id: str) -> list[str]:
-        return [
-            doc["browser_id"]
-            async for doc in self._browsers.find(
-                {"shop_id": shop_id, "line_user_id": line_user_id}, projection={"browser_id": 1}
-            )
-        ]

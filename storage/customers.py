@@ -68,18 +68,11 @@ def reachable_filter(shop_id: str) -> dict[str, object]:
 
 class CustomerRepository:
     def __init__(self, database: Database) -> None:
+        self._database = database
         self._customers = database["customers"]
 
     async def get(self, shop_id: str, line_user_id: str) -> Document | None:
         return await self._customers.find_one({"_id": customer_key(shop_id, line_user_id)})
-
-    async def ensure(self, shop_id: str, line_user_id: str, now: datetime) -> None:
-        """Make sure the customer exists (idempotent), without changing an existing one."""
-        await self._customers.update_one(
-            {"_id": customer_key(shop_id, line_user_id)},
-            {"$setOnInsert": new_customer_fields(shop_id, line_user_id, now)},
-            upsert=True,
-        )
 
     async def record_follow(
         self, shop_id: str, line_user_id: str, profile: dict[str, Any] | None, is_unblocked: bool | None, now: datetime
@@ -160,7 +153,14 @@ class CustomerRepository:
         self, shop_id: str, line_user_ids: list[str], add: list[str], remove: list[str], fields: dict[str, Any],
         now: datetime,
     ) -> None:
-        """Add/remove tags (and set fields such as rank) for many customers; unknown customers are created."""
+        """Add/remove tags (and set fields such as rank) for many customers; unknown customers are created.
+
+        `tags_changed` is intended before the write (a crash leaves it for the worker's outbox drain).
+        """
+        intent = None
+        if add or remove:
+            intent = await self._database.signals.tags_changed.intend(
+                self._database, shop_id, list(line_user_ids), list(add), list(remove), now, now=now)
         insert = {k: v for k, v in new_customer_fields(shop_id, line_user_id="", now=now).items()
                   if k not in ("tags", "line_user_id", *fields)}
         ops: list[UpdateOne | UpdateMany] = []
@@ -178,17 +178,28 @@ class CustomerRepository:
             keys = [customer_key(shop_id, u) for u in line_user_ids]
             ops.append(UpdateMany({"_id": {"$in": keys}}, {"$pull": {"tags": {"$in": remove}}}))
         await self._customers.bulk_write(ops, ordered=True)
+        if intent is not None:
+            await intent.deliver()
 
     async def update_fields(self, shop_id: str, line_user_id: str, fields: dict[str, Any], now: datetime) -> None:
         """Set merchant-owned fields (rank, e-mail, tags, shop customer ID), creating the customer if needed."""
         if "shop_customer_id" in fields and fields["shop_customer_id"] is not None:
             await self._release_shop_customer_id(shop_id, fields["shop_customer_id"], line_user_id)
         insert = {k: v for k, v in new_customer_fields(shop_id, line_user_id, now).items() if k not in fields}
+        intent = None
+        if fields.get("tags") is not None:
+            before = await self._customers.find_one({"_id": customer_key(shop_id, line_user_id)}, {"tags": 1})
+            old, new = set((before or {}).get("tags") or []), set(fields["tags"])
+            if old != new:
+                intent = await self._database.signals.tags_changed.intend(
+                    self._database, shop_id, [line_user_id], sorted(new - old), sorted(old - new), now, now=now)
         await self._customers.update_one(
             {"_id": customer_key(shop_id, line_user_id)},
             {"$set": {**fields, "updated_at": now}, "$setOnInsert": insert},
             upsert=True,
         )
+        if intent is not None:
+            await intent.deliver()
 
     async def map_shop_customer_ids(self, shop_id: str, pairs: list[tuple[str, str]], now: datetime) -> None:
         """Record shop customer ID -> LINE user; an ID moves away from whoever held it before."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
@@ -13,7 +15,23 @@ from pymongo.asynchronous.database import AsyncDatabase
 from storage.signals import Signals
 from storage.types import Document, IndexSpec
 
+__all__ = ["Database", "Document", "IndexSpec", "connect", "find_by_ids"]
+
 log = logging.getLogger("linecrm.storage")
+
+ID_CHUNK = 50  # ids per `_id: {$in}`: the embedded database's cost grows faster than the list (50 ≈ 10 ms)
+
+
+async def find_by_ids(collection: AsyncCollection[Document], ids: Sequence[str],
+                      projection: Mapping[str, Any] | None = None) -> list[Document]:
+    """Documents by `_id`, in concurrent chunks (one round trip's latency, not one per chunk)."""
+    unique = list(dict.fromkeys(ids))
+    chunks = [unique[i:i + ID_CHUNK] for i in range(0, len(unique), ID_CHUNK)]
+
+    async def read(chunk: list[str]) -> list[Document]:
+        return [doc async for doc in collection.find({"_id": {"$in": chunk}}, projection)]
+
+    return [doc for part in await asyncio.gather(*(read(chunk) for chunk in chunks)) for doc in part]
 
 
 @dataclass

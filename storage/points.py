@@ -187,10 +187,6 @@ class PointsRepository:
         amount, expiry = soonest_expiring(replay_lots(await self._entries(shop_id, line_user_id)), after=now)
         return PointsSummary(balance, amount, expiry)
 
-    async def lots(self, shop_id: str, line_user_id: str) -> list[Lot]:
-        """Remaining earn lots, soonest-expiring first (the scheduler expires those past their date)."""
-        return replay_lots(await self._entries(shop_id, line_user_id))
-
     async def history(self, shop_id: str, line_user_id: str, *, after: str | None, limit: int) -> list[Document]:
         """Newest first; `after` is the previous page's last cursor."""
         return await newest_first_page(

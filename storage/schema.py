@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from storage import (
     browsers,
+    contacts,
     customers,
-    deliveries,
+    delivery_log,
     events,
     link_tokens,
     orders,
     points,
     products,
-    reminders,
+    signals,
     webhook_events,
 )
 from storage.database import IndexSpec
@@ -28,7 +29,8 @@ INDEXES: list[IndexSpec] = [
     *products.INDEXES,
     *orders.INDEXES,
     *points.INDEXES,
-    *deliveries.INDEXES,
-    *reminders.INDEXES,
+    *contacts.INDEXES,
+    *delivery_log.INDEXES,
     *link_tokens.INDEXES,
+    *signals.INDEXES,
 ]

@@ -99,12 +99,8 @@ def _default_steps() -> list[ReminderStep]:
     return [
         ReminderStep(delay_days=3),
         ReminderStep(delay_days=7),
-        ReminderStep(
-            delay_days=14,
-            title="クーポンでお得",
-            coupon_code="THANKYOU10",
-            coupon_text="10%OFFクーポン: ご注文時にコードを入力してください",
-        ),
+        # No coupon unless the merchant sets one: a default code would not exist in the shop.
+        ReminderStep(delay_days=14, title="まだ迷っていませんか?"),
     ]
 
 
@@ -216,6 +212,22 @@ class TrackingSettings(SettingsSection):
     attribution_window_days: int = Field(default=7, ge=1, le=90, description="a purchase this soon after a message is a conversion")
 
 
+class FrequencyCap(BaseModel):
+    """At most this many marketing messages per customer, across every flow (rolling 24 hours / 7 days)."""
+
+    model_config = ConfigDict(extra="forbid")
+    per_day: Annotated[int, Field(strict=True, ge=1, le=20)] | None = None
+    per_week: Annotated[int, Field(strict=True, ge=1, le=50)] | None = None
+
+
+class DeliverySettings(SettingsSection):
+    """The delivery policy of every marketing flow (`delivery.policy`)."""
+
+    frequency_cap: FrequencyCap = Field(default_factory=FrequencyCap)
+    holdout_percent: int = Field(default=0, strict=True, ge=0, le=50,
+                                 description="a stable random share of customers per flow, recorded but not sent to")
+
+
 SECTIONS: dict[str, type[SettingsSection]] = {
     "reminders": ReminderSettings,
     "cart": CartSettings,
@@ -223,6 +235,7 @@ SECTIONS: dict[str, type[SettingsSection]] = {
     "messaging": MessagingSettings,
     "rich_menu": RichMenuSettings,
     "tracking": TrackingSettings,
+    "delivery": DeliverySettings,
 }
 S = TypeVar("S", bound=SettingsSection)
 

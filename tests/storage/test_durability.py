@@ -9,8 +9,8 @@ import os
 import signal
 from pathlib import Path
 
+from storage.bulk import insert_new
 from storage.database import connect
-from storage.deliveries import DeliveryRepository
 from storage.embedded import start_embedded
 from tests.conftest import START
 
@@ -22,13 +22,13 @@ async def test_acknowledged_writes_survive_a_kill_9(tmp_path: Path) -> None:
     database = connect(server.uri, "durability")
     acknowledged = 0
     try:
-        deliveries = DeliveryRepository(database)
+        deliveries = database["delivery_log"]
         ledger = database["points_ledger"]
 
         async def one(n: int) -> None:
             nonlocal acknowledged
             if n % 2:
-                await deliveries.record_many([{"_id": f"d{n}", "shop_id": "shp_1", "sent_at": START}])
+                await insert_new(deliveries, [{"_id": f"d{n}", "shop_id": "shp_1", "sent_at": START}])
             else:
                 await ledger.insert_one({"_id": f"l{n}", "shop_id": "shp_1", "amount": n, "at": START})
             acknowledged += 1
@@ -42,7 +42,7 @@ async def test_acknowledged_writes_survive_a_kill_9(tmp_path: Path) -> None:
     restarted = await start_embedded(tmp_path, storage_path=str(tmp_path / "db"))
     database = connect(restarted.uri, "durability")
     try:
-        stored = (await database["deliveries"].count_documents({})
+        stored = (await database["delivery_log"].count_documents({})
                   + await database["points_ledger"].count_documents({}))
     finally:
         await database.close()

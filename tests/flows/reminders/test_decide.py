@@ -1,11 +1,9 @@
-"""The per-customer rules: stop, suppress, skip with a reason, postpone, send."""
+"""The per-customer rules of the flow: stop, suppress, skip with a reason, send (the policy: tests/delivery)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import pytest
 
 from flows.reminders.choice import Candidates, ViewStat
 from flows.reminders.decide import CustomerFacts, decide
@@ -22,7 +20,7 @@ def customer(**fields: Any) -> dict[str, Any]:
     reminder = {"status": "active", "cycle_id": "c1", "cycle_started_at": ANCHOR, "next_step": 0, "steps_sent": []}
     reminder.update(fields.pop("reminder", {}))
     return {"shop_id": "s", "line_user_id": "U1", "friend": True, "blocked": False, "opted_out": False,
-            "linked": True, "totals": {}, "reminder": reminder, **fields}
+            "linked": True, "totals": {}, "reminder": reminder, **fields}  # `reminder`: the contact's sub-state
 
 
 def run(cust: dict[str, Any], now: datetime, orders: list[dict[str, Any]] | None = None,
@@ -36,23 +34,23 @@ def run(cust: dict[str, Any], now: datetime, orders: list[dict[str, Any]] | None
         cust["totals"]["last_purchase_at"] = max(last, order["ordered_at"]) if last else order["ordered_at"]
         for item in order.get("items") or []:
             bought[item["product_id"]] = max(bought.get(item["product_id"], order["ordered_at"]), order["ordered_at"])
-    return decide(CustomerFacts(cust, views, bought), settings, "Asia/Tokyo", PRODUCTS, Candidates(), now)
+    return decide(CustomerFacts(cust, cust["reminder"], views, bought), settings, PRODUCTS, Candidates(), now)
 
 
 def test_send_first_step_and_advance() -> None:
     d = run(customer(), ANCHOR + 3 * DAY)
     assert d.kind == "send" and d.step == 0 and [s.product_id for s in d.choice.shown] == ["p1"]
-    assert d.state["next_step"] == 1 and d.state["next_due_at"] == ANCHOR + 7 * DAY and d.state["status"] == "active"
+    assert d.state["next_step"] == 1 and d.state["due_at"] == ANCHOR + 7 * DAY and d.state["status"] == "active"
 
 
 def test_last_step_completes_cycle() -> None:
     d = run(customer(reminder={"next_step": 2, "steps_sent": [0, 1]}), ANCHOR + 14 * DAY)
-    assert d.kind == "send" and d.step == 2 and d.state["status"] == "done" and d.state["next_due_at"] is None
+    assert d.kind == "send" and d.step == 2 and d.state["status"] == "done" and d.state["due_at"] is None
 
 
 def test_not_due_waits() -> None:
     d = run(customer(), ANCHOR + 2 * DAY)
-    assert d.kind == "wait" and d.state == {"next_due_at": ANCHOR + 3 * DAY}
+    assert d.kind == "wait" and d.state == {"due_at": ANCHOR + 3 * DAY}
 
 
 def test_purchase_after_start_stops() -> None:
@@ -72,21 +70,16 @@ def test_old_purchase_only_excludes_the_product() -> None:
     assert d.choice.excluded[0].reason == "bought_recently"
 
 
-@pytest.mark.parametrize(("fields", "reason"), [
-    ({"blocked": True}, "blocked"), ({"opted_out": True}, "opted_out"), ({"friend": False}, "not_friend"),
-    ({"linked": False}, "not_linked"),
-])
-def test_unreachable_skips(fields: dict[str, Any], reason: str) -> None:
-    d = run(customer(**fields), ANCHOR + 3 * DAY)
-    assert (d.kind, d.reason) == ("skip", reason)
+def test_not_linked_skips() -> None:
+    d = run(customer(linked=False), ANCHOR + 3 * DAY)
+    assert (d.kind, d.reason) == ("skip", "not_linked")
 
 
-def test_quiet_hours_postpone_to_window_end() -> None:
-    settings = ReminderSettings(enabled=True)  # 21:00-09:00 Tokyo
+def test_reachability_and_quiet_hours_are_left_to_the_policy() -> None:
+    """Blocked or at night, the flow still says "send": the delivery policy drops or defers it."""
     night = datetime(2037, 12, 4, 14, 0, tzinfo=UTC)  # 23:00 Tokyo, step 1 due since 10:00
-    d = run(customer(), night, settings=settings)
-    assert d.kind == "postpone" and d.due_at == datetime(2037, 12, 5, 0, 0, tzinfo=UTC)
-    assert d.state == {"next_due_at": d.due_at}
+    d = run(customer(blocked=True), night, settings=ReminderSettings(enabled=True))
+    assert d.kind == "send" and d.step == 0
 
 
 def test_linked_late_sends_only_latest_step() -> None:

@@ -10,7 +10,8 @@ from flows.reminders.plan import catalogue_cursor
 from flows.reminders.profile import VIEWS_KEEP, field_key, product_of, trim, views_from_rows
 from flows.reminders.state import customer_orders_cursor, customer_views, customer_views_cursor
 from linking.links import link_browser
-from storage.reminders import ReminderProfileRepository, ReminderStateRepository
+from storage.contacts import ContactRepository
+from storage.reminders import ReminderProfileRepository
 from tests.conftest import START
 from tests.flows.reminders.conftest import World, days
 
@@ -119,13 +120,13 @@ async def test_batch_and_ingest_queries_use_indexes(world: World) -> None:
     await world.product("p1")
     await world.customer(U1)
     await world.view(U1, "p1", START)
-    shop_id, repo = world.shop.shop_id, ReminderStateRepository(world.db)
+    shop_id, repo = world.shop.shop_id, ContactRepository(world.db)
     refs = [ref async for batch in repo.due_stream(START + days(3), None, 10) for ref in batch]
     assert [r.id for r in refs] == [f"{shop_id}:{U1}"]
     assert len(await customer_views(world.db, shop_id, U1)) == 1
     cursors = [
-        ("reminder_due", repo.due_stream_cursor(START + days(3), None, 10)),
-        ("reminder_due", repo.due_stream_cursor(START + days(3), shop_id, 10)),
+        ("contact_due", repo.due_cursor(START + days(3), None, 10)),
+        ("contact_due", repo.due_cursor(START + days(3), shop_id, 10)),
         ("shop_product", catalogue_cursor(world.db, shop_id)),
         ("_id_", world.db["reminder_profiles"].find({"_id": {"$in": [f"{shop_id}:{U1}", "x"]}})),
         ("_id_", world.db["customers"].find({"_id": {"$in": [f"{shop_id}:{U1}", "x"]}})),

@@ -1,0 +1,114 @@
+"""What every flow delivered: batch records, clicks and conversions (the reports read these, nothing else).
+
+- `delivery_log`: one document per (claiming batch, shop, flow) holding that batch's records — sent, skipped
+  (why), failed, held out (would have been sent) or deferred (why, until when). Written once per batch before
+  the contacts settle, with `_id` = "<token>:<shop>:<flow>", so a rerun writes nothing twice and a worker that
+  takes over a lapsed claim finds what the dead one recorded (`for_tokens`). One insert per batch instead of
+  one per message: the per-message cost is the contact's settle alone.
+  Item: {key (retry key), user, step, status, reason, group, sent_at, until, cycle, detail}.
+- `clicks`: one document per click on a button we sent (`/r/…`): shop, flow, step, key, target, at.
+- `conversions`: an order attributed to a flow's record (`_id` = "<shop>:<order>:<flow>"): the record's key,
+  step and group (treated = sent, holdout = held), revenue, ordered_at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.errors import BulkWriteError
+
+from storage.database import Database, Document, IndexSpec
+
+LOG = "delivery_log"
+CLICKS = "clicks"
+CONVERSIONS = "conversions"
+DUPLICATE_KEY = 11000
+LOG_AT_INDEX = [("shop_id", ASCENDING), ("flow", ASCENDING), ("at", ASCENDING)]
+CLICKS_AT_INDEX = [("shop_id", ASCENDING), ("flow", ASCENDING), ("at", ASCENDING)]
+CLICKS_KEY_INDEX = [("key", ASCENDING), ("at", ASCENDING)]
+CONVERSIONS_INDEX = [("shop_id", ASCENDING), ("flow", ASCENDING), ("ordered_at", ASCENDING)]
+CONVERSIONS_ORDER_INDEX = [("shop_id", ASCENDING), ("order_id", ASCENDING)]
+INDEXES: list[IndexSpec] = [
+    IndexSpec(LOG, LOG_AT_INDEX, "shop_flow_at"),
+    IndexSpec(CLICKS, CLICKS_AT_INDEX, "shop_flow_at"),
+    IndexSpec(CLICKS, CLICKS_KEY_INDEX, "key_at"),
+    IndexSpec(CONVERSIONS, CONVERSIONS_INDEX, "shop_flow_ordered"),
+    IndexSpec(CONVERSIONS, CONVERSIONS_ORDER_INDEX, "shop_order"),
+]
+
+
+async def insert_ignoring_duplicates(collection: Any, docs: Sequence[Document]) -> None:
+    """Insert once: the first write of an `_id` wins and a repeat changes nothing."""
+    if not docs:
+        return
+    try:
+        await collection.insert_many(list(docs), ordered=False)
+    except BulkWriteError as exc:
+        other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+        if other or exc.details.get("writeConcernErrors"):
+            raise
+
+
+class DeliveryLog:
+    def __init__(self, database: Database) -> None:
+        self._log = database[LOG]
+        self._clicks = database[CLICKS]
+        self._conversions = database[CONVERSIONS]
+
+    async def write(self, batches: Iterable[Document]) -> None:
+        await insert_ignoring_duplicates(self._log, list(batches))
+
+    async def for_tokens(self, tokens: Iterable[str]) -> dict[str, Document]:
+        """Items recorded by these (lapsed) claims, by key: one `_id` range read per token."""
+        found: dict[str, Document] = {}
+        for token in sorted(set(tokens)):
+            async for batch in self._log.find({"_id": {"$gte": f"{token}:", "$lt": f"{token};"}}):
+                for item in batch.get("items") or []:
+                    found[item["key"]] = item
+        return found
+
+    def batches(self, shop_id: str, flow: str, start: datetime, end: datetime) -> AsyncIterator[Document]:
+        """The flow's batch documents decided in [start, end)."""
+        return self._log.find({"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}},
+                              hint="shop_flow_at").__aiter__()
+
+    # --- clicks ---
+
+    async def record_click(self, shop_id: str, flow: str, step: int | None, key: str, target: str,
+                           at: datetime) -> None:
+        await self._clicks.insert_one({"shop_id": shop_id, "flow": flow, "step": step, "key": key,
+                                       "target": target, "at": at})
+
+    async def clicks_by_step(self, shop_id: str, flow: str, start: datetime, end: datetime) -> dict[int | None, int]:
+        pipeline = [{"$match": {"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}}},
+                    {"$group": {"_id": "$step", "n": {"$sum": 1}}}]
+        return {group["_id"]: group["n"]
+                async for group in await self._clicks.aggregate(pipeline, hint="shop_flow_at")}
+
+    async def first_clicks(self, keys: Sequence[str]) -> dict[str, datetime]:
+        """The first click on each of these deliveries (a customer's few recent keys; an indexed read each)."""
+        found: dict[str, datetime] = {}
+        for key in dict.fromkeys(keys):
+            doc = await self._clicks.find_one({"key": key}, sort=[("at", ASCENDING)], hint="key_at")
+            if doc is not None:
+                found[key] = doc["at"]
+        return found
+
+    # --- conversions ---
+
+    async def add_conversions(self, conversions: Sequence[Document]) -> None:
+        for conversion in conversions:
+            await self._conversions.update_one({"_id": conversion["_id"]}, {"$setOnInsert": conversion}, upsert=True)
+
+    async def remove_conversions(self, shop_id: str, order_id: str) -> int:
+        """A cancelled or refunded order is no longer anyone's conversion."""
+        result = await self._conversions.delete_many({"shop_id": shop_id, "order_id": order_id},
+                                                     hint="shop_order")
+        return result.deleted_count
+
+    def conversions(self, shop_id: str, flow: str, start: datetime, end: datetime) -> AsyncIterator[Document]:
+        return self._conversions.find({"shop_id": shop_id, "flow": flow, "ordered_at": {"$gte": start, "$lt": end}},
+                                      hint="shop_flow_ordered").__aiter__()
