@@ -43,14 +43,23 @@ def new_customer_fields(shop_id: str, line_user_id: str, now: datetime) -> dict[
     }
 
 
-# THE definition of a reachable customer (we may push marketing to them): each condition, in the
-# order a refusal is reported, with the stored value it needs and the reason named when it fails.
-REACHABLE: tuple[tuple[str, bool, str], ...] = (
+# THE definition of a customer we may push marketing to (every flow's policy) and of a reachable
+# customer (the linking report's count: messageable and linked): each condition, in the order a refusal
+# is reported, with the stored value it needs and the reason named when it fails.
+MESSAGEABLE: tuple[tuple[str, bool, str], ...] = (
     ("blocked", False, "blocked"),
     ("opted_out", False, "opted_out"),
     ("friend", True, "not_friend"),
-    ("linked", True, "not_linked"),
 )
+REACHABLE: tuple[tuple[str, bool, str], ...] = (*MESSAGEABLE, ("linked", True, "not_linked"))
+
+
+def unmessageable_reason(customer: Mapping[str, Any]) -> str | None:
+    """Why no flow may push marketing messages to this customer, or None when any may."""
+    for field_name, needed, reason in MESSAGEABLE:
+        if bool(customer.get(field_name)) is not needed:
+            return reason
+    return None
 
 
 def unreachable_reason(customer: Mapping[str, Any]) -> str | None:
