@@ -322,16 +322,20 @@ class LineClients:
             self._prune(now)
         client = self._clients.get(key)
         if client is None:
-            if self._session is None:
-                self._session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=self.POOL, keepalive_timeout=30),
-                    skip_auto_headers=("User-Agent", "Accept-Encoding"))
             configuration = Configuration(host=self._api_base, access_token=access_token)
             client = LineClient(AsyncApiClient(configuration), timeout=self._timeout, retry=self._retry,
-                                session=self._session)
+                                session=self.http_session())
             self._clients[key] = client
         client.last_used = now
         return client
+
+    def http_session(self) -> aiohttp.ClientSession:
+        """The process's pooled keep-alive session to LINE (pushes, LINE Login's token exchange)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.POOL, keepalive_timeout=30),
+                skip_auto_headers=("User-Agent", "Accept-Encoding"))
+        return self._session
 
     def _prune(self, now: float) -> None:
         self._pruned_at = now
