@@ -82,10 +82,14 @@ class DeliveryLog:
         await self._clicks.insert_one({"shop_id": shop_id, "flow": flow, "step": step, "key": key,
                                        "target": target, "at": at})
 
-    async def clicks_by_step(self, shop_id: str, flow: str, start: datetime, end: datetime) -> dict[int | None, int]:
-        pipeline = [{"$match": {"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}}},
-                    {"$group": {"_id": "$step", "n": {"$sum": 1}}}]
-        return {group["_id"]: group["n"]
+    async def clicks_by_step_and_day(self, shop_id: str, flow: str, start: datetime, end: datetime,
+                                     timezone: str) -> dict[tuple[int | None, str], int]:
+        """Clicks in [start, end) counted per (step, "YYYY-MM-DD" in `timezone`): one indexed aggregate."""
+        day = {"$dateToString": {"format": "%Y-%m-%d", "date": "$at", "timezone": timezone}}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}}},
+            {"$group": {"_id": {"step": "$step", "day": day}, "n": {"$sum": 1}}}]
+        return {(group["_id"].get("step"), group["_id"]["day"]): group["n"]
                 async for group in await self._clicks.aggregate(pipeline, hint="shop_flow_at")}
 
     async def first_clicks(self, keys: Sequence[str]) -> dict[str, datetime]:
