@@ -7,6 +7,7 @@ import re
 from aiohttp import web
 
 from bot.typedefs import CLOCK, DATABASE
+from core.identifiers import SHOP_ID_PATTERN
 from dashboard.pages import LOGIN_PATH, Page, form_fields, signed_in
 from dashboard.render import render
 from dashboard.session import (
@@ -26,7 +27,7 @@ from dashboard.session import (
 from storage.dashboard_sessions import DashboardSessions
 from storage.shops import ShopRepository, hash_api_key
 
-SHOP_ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+SHOP_ID = re.compile(SHOP_ID_PATTERN)
 API_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 

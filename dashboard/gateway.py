@@ -10,6 +10,7 @@ with no change here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +45,9 @@ class AdminGateway:
             raise RouteMissing(f"{method} {path}")
         try:
             parsed_query = route.query.model_validate(dict(query or {})) if route.query is not None else None
-            parsed_body = route.body.model_validate(body) if route.body is not None else None
+            # As the HTTP path validates a body: its JSON, strictly (`admin_api.registry`).
+            parsed_body = (route.body.model_validate_json(json.dumps(body, ensure_ascii=False), strict=True)
+                           if route.body is not None else None)
         except ValidationError as exc:
             raise from_validation_error(exc) from None
         result = await route.handler(Call(self.request, self.shop, parsed_body, parsed_query,
