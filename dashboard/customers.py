@@ -13,23 +13,21 @@ from core.clock import as_utc
 from core.errors import ApiError
 from dashboard.flex_preview import preview
 from dashboard.pages import Page, signed_in
-from flows.catalog import REPORTED_FLOWS
+from flows.catalog import reported_flow
 from storage.browsers import BrowserRepository
 from storage.contacts import ContactRepository
 
 SEARCH_KINDS = {"user": "LINEユーザーID", "tag": "タグ", "browser": "ブラウザID"}
 PAGE_SIZE = 50
 LAST_DELIVERIES = 20
-STATE_TITLES = {"reminders": "閲覧商品リマインド", "cart": "カゴ落ち", "points": "ポイント通知"}
-FLOW_TITLES = {flow.name: flow.title for flow in REPORTED_FLOWS}
+STATE_TITLES = {"points": "ポイント通知"}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def state_title(key: str) -> str:
-    """A contact's sub-state key as the merchant reads it ("seq:<id>" is one step sequence)."""
-    if key.startswith("seq:"):
-        return f"ステップ配信 ({key[4:]})"
-    return STATE_TITLES.get(key, FLOW_TITLES.get(key, key))
+def flow_title(name: str) -> str:
+    """A flow (or sub-state key: they are mostly the same) as the merchant reads it."""
+    flow = reported_flow(name)
+    return flow.title if flow is not None else STATE_TITLES.get(name, name)
 
 
 async def _search(page: Page, kind: str, text: str, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -96,14 +94,14 @@ async def customer_page(page: Page) -> web.StreamResponse:
     history = await page.gateway.get("/customers/{line_user_id}/points/history", query={"limit": "10"},
                                      line_user_id=line_user_id)
     contact = await ContactRepository(page.request.app[DATABASE]).get(page.shop_id, line_user_id) or {}
-    flows = [{"title": state_title(key), "key": key, "status": state.get("status"), "due_at": _when(state.get("due_at")),
+    flows = [{"title": flow_title(key), "key": key, "status": state.get("status"), "due_at": _when(state.get("due_at")),
               "step": _next_step(state.get("next_step"))}
              for key, state in sorted((contact.get("flows") or {}).items()) if isinstance(state, dict)]
     deliveries = sorted((entry for entry in contact.get("log") or [] if isinstance(entry, dict)),
                         key=lambda entry: _when(entry.get("at")) or EPOCH,
                         reverse=True)[:LAST_DELIVERIES]
     for entry in deliveries:
-        entry["title"] = FLOW_TITLES.get(str(entry.get("flow")), str(entry.get("flow")))
+        entry["title"] = flow_title(str(entry.get("flow")))
     dry_run = await page.gateway.get("/reminders/dry-run", query={"line_user_id": line_user_id})
     stages = []
     for label, stage in (("いま", dry_run.get("now")), ("次回", dry_run.get("then"))):

@@ -7,24 +7,26 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.typedefs import DATABASE
 from core.errors import ApiError
 from dashboard.pages import Page, signed_in
-from flows.catalog import REPORTED_FLOWS
+from flows.catalog import reported_flows
 
 
 @signed_in
 async def overview(page: Page) -> web.StreamResponse:
     query = page.period_query()
+    sections = await reported_flows(page.request.app[DATABASE], page.shop_id)
     counts, reports = await asyncio.gather(
         page.gateway.get("/reports/links"),
         asyncio.gather(*(page.gateway.get("/reports/flows/{flow}", query=query, flow=flow.name)
-                         for flow in REPORTED_FLOWS)),
+                         for flow in sections)),
     )
     quota: dict[str, Any] | None
     try:
         quota = await page.gateway.get("/reports/quota")
     except ApiError:
         quota = None  # LINE did not answer: the page says "unknown" rather than failing
-    flows = [{"flow": flow, "report": report} for flow, report in zip(REPORTED_FLOWS, reports, strict=True)]
+    flows = [{"flow": flow, "report": report} for flow, report in zip(sections, reports, strict=True)]
     return page.render("overview.html", counts=counts, quota=quota, flows=flows,
                        period=page.period_fields(reports[0]), month=page.now())

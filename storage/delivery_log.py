@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from pymongo import ASCENDING
 
@@ -60,6 +61,13 @@ class DeliveryLog:
         """The flow's batch documents decided in [start, end)."""
         return self._log.find({"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}},
                               hint="shop_flow_at").__aiter__()
+
+    async def flow_names(self, shop_id: str, prefix: str) -> list[str]:
+        """The flow names starting with `prefix` the shop has records of (e.g. its step sequences), sorted."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        pipeline: list[dict[str, Any]] = [{"$match": {"shop_id": shop_id, "flow": {"$gte": prefix, "$lt": end}}},
+                                          {"$group": {"_id": "$flow"}}]
+        return sorted([group["_id"] async for group in await self._log.aggregate(pipeline, hint="shop_flow_at")])
 
     # --- clicks ---
 

@@ -12,6 +12,7 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 
 from flows.catalog import REPORTED_FLOWS
+from tests.conftest import START
 from tests.dashboard.conftest import LINKED_BROWSER, PERIOD, TAG, api, csrf_of, make_deliveries, sign_in
 from tests.flows.reminders.conftest import World
 
@@ -117,6 +118,25 @@ async def test_the_overview_shows_every_listed_flow(world: World) -> None:
     await signed_in(world)
     html = await page(world.client, "/dashboard", 200, **PERIOD)
     assert re.findall(r'<article class="flow" data-flow="([^"]+)"', html) == [f.name for f in REPORTED_FLOWS]
+
+
+async def test_a_family_of_flows_shows_a_section_per_member_with_records(world: World) -> None:
+    """Step sequences record under "seq:<id>": each one with records gets its own section and page."""
+    shop_id = world.shop.shop_id
+    await world.db["delivery_log"].insert_many([
+        {"_id": f"t{n}:{shop_id}:{flow}", "shop_id": shop_id, "flow": flow, "at": START,
+         "items": [{"key": f"k{n}", "user": "U" + "a" * 32, "step": 1, "status": "sent"}]}
+        for n, flow in enumerate(("seq:welcome", "seq:winter", "seq:winter", "sequel"))])
+    await signed_in(world)
+    html = await page(world.client, "/dashboard", 200, **PERIOD)
+    names = re.findall(r'<article class="flow" data-flow="([^"]+)"', html)
+    assert [n for n in names if n.startswith("seq")] == ["seq:welcome", "seq:winter"]
+    assert "ステップ配信（winter）" in html and "sequel" not in names
+    flow_page = await page(world.client, "/dashboard/flows/seq%3Awinter", 200, **PERIOD)
+    assert re.search(r'data-metric="sent"><span class="card-label">送信</span><span class="card-value">2<', flow_page)
+    report = await api(world.client, world.shop, "/reports/flows/seq:winter", **PERIOD)
+    assert report["totals"]["sent"] == 2
+    await page(world.client, "/dashboard/flows/seq%3A", 404)
 
 
 async def admin_has(client: TestClient[Any, Any], path: str) -> bool:
