@@ -32,8 +32,9 @@ API_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
 def _login_page(request: web.Request, status: int = 200, message: str | None = None) -> web.Response:
-    """The sign-in form with a fresh pre-session nonce (cookie) and the token bound to it."""
-    nonce = new_login_nonce()
+    """The sign-in form with the token bound to the pre-session nonce (its cookie kept, or made now: so
+    two open sign-in tabs both work)."""
+    nonce = cookie_value(request, LOGIN_COOKIE) or new_login_nonce()
     response = render("login.html", status, shop=None, csrf=login_csrf(request.app[SIGNING_KEY], nonce),
                       timezone="Asia/Tokyo", path=request.path, message=message)
     set_cookie(request, response, LOGIN_COOKIE, nonce, LOGIN_TTL)

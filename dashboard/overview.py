@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -29,4 +30,4 @@ async def overview(page: Page) -> web.StreamResponse:
         quota = None  # LINE did not answer: the page says "unknown" rather than failing
     flows = [{"flow": flow, "report": report} for flow, report in zip(sections, reports, strict=True)]
     return page.render("overview.html", counts=counts, quota=quota, flows=flows,
-                       period=page.period_fields(reports[0]), month=page.now())
+                       period=page.period_fields(reports[0]), month=page.now().astimezone(ZoneInfo(page.timezone)))

@@ -117,6 +117,7 @@ async def test_sign_in_without_its_csrf_token_is_refused(client: TestClient[Any,
     # A pre-session cookie but no token, or a token for another nonce.
     form = await client.get("/dashboard/login")
     token = csrf_of(await form.text())
+    assert csrf_of(await (await client.get("/dashboard/login")).text()) == token  # a second tab shares it
     for csrf in ("", token[:-2], login_csrf(secrets.token_bytes(32), "n")):
         response = await client.post("/dashboard/login", allow_redirects=False, data={**fields, "csrf": csrf})
         assert response.status == 403
