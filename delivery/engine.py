@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from core.clock import as_utc
+from core.flex import compact_json
 from core.line_client import LineApiError, QuotaExhausted
 from delivery import policy
 from delivery.context import JobContext, JobSummary
@@ -248,7 +249,8 @@ class Run:
     async def _push(self, work: ContactWork, item: Work) -> None:
         info = self.shops.get(work.shop_id)
         intent = item.intent
-        if info is None or work.shop_id in self.paused or not intent.messages or intent.key is None:
+        if info is None or work.shop_id in self.paused or not (intent.messages or intent.encoded) \
+                or intent.key is None:
             item.outcome = "paused" if work.shop_id in self.paused else "failed"
             return
         limiter = self.limiters.setdefault(work.shop_id, RateLimiter(self.config.send_rate))
@@ -259,7 +261,8 @@ class Run:
                 item.outcome = "paused"
                 return
             try:
-                result = await client.push_json(work.line_user_id, intent.messages, retry_key=intent.key)
+                encoded = intent.encoded or compact_json(intent.messages)
+                result = await client.push_encoded(work.line_user_id, encoded, retry_key=intent.key)
             except QuotaExhausted:
                 item.outcome = "paused"
                 if work.shop_id not in self.paused:
