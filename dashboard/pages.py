@@ -75,7 +75,7 @@ class Page:
 async def form_fields(request: web.Request) -> dict[str, str]:
     try:
         posted = await request.post()
-    except ValueError:
+    except (ValueError, LookupError):  # malformed body, bad encoding, unknown charset: an empty form (refused)
         return {}
     fields: dict[str, str] = {}
     for name, value in posted.items():

@@ -188,3 +188,19 @@ async def test_broadcast_screen_previews_sends_and_follows_through_the_admin_api
     assert (await world.client.post("/dashboard/broadcasts", data=without, allow_redirects=False)).status == 403
     missing = await world.client.get(f"{base}/broadcasts/dash-other", headers=d.shop.auth)
     assert missing.status == 404
+
+
+MALFORMED = [("multipart/form-data; boundary=xx", b"--xx\r\nContent-Disposition: form-data\r\n\r\nzz"),
+             ("multipart/form-data", b"garbage"), ("multipart/form-data; boundary=", b"--\r\n"),
+             ("application/x-www-form-urlencoded", b"%%%=&&&=%zz"),
+             ("application/x-www-form-urlencoded; charset=klingon", b"a=b"), ("text/plain", b"csrf=1")]
+
+
+@pytest.mark.parametrize(("content_type", "body"), MALFORMED)
+async def test_a_malformed_form_is_refused_not_a_5xx(world: World, content_type: str, body: bytes) -> None:
+    await signed_in(world)
+    for path in ("/dashboard/logout", "/dashboard/login", "/dashboard/broadcasts"):
+        response = await world.client.post(path, data=body, headers={"Content-Type": content_type},
+                                           allow_redirects=False)
+        assert response.status == 403, (path, await response.text())
+    assert (await world.client.get("/dashboard", allow_redirects=False)).status == 200  # still signed in
