@@ -101,6 +101,17 @@ async def send_broadcast(page: Page) -> web.StreamResponse:
     raise web.HTTPSeeOther("/dashboard/broadcasts/" + quote(str(created["broadcast_id"]), safe=""))
 
 
+def progress(broadcast: dict[str, Any]) -> float:
+    """The share of the audience handled so far: sent, failed, held out, left out or stopped by a cancel."""
+    if broadcast.get("status") == "done":
+        return 1.0
+    targeted = int(broadcast.get("targeted") or 0)
+    skipped = broadcast.get("skipped")
+    handled = sum(int(broadcast.get(name) or 0) for name in ("sent", "failed", "held", "unsent")) + (
+        sum(int(n) for n in skipped.values()) if isinstance(skipped, dict) else 0)
+    return min(1.0, handled / targeted) if targeted else 0.0
+
+
 @signed_in
 async def broadcast_page(page: Page) -> web.StreamResponse:
     if not available(page):
@@ -112,11 +123,7 @@ async def broadcast_page(page: Page) -> web.StreamResponse:
         if exc.status in (404, 422):
             return page.error(404, "その配信は見つかりません。")
         raise
-    targeted = int(broadcast.get("targeted") or 0)
-    done = int(broadcast.get("sent") or 0) + int(broadcast.get("failed") or 0)
-    return page.render("broadcast.html", broadcast_id=broadcast_id, broadcast=broadcast,
-                       progress=min(1.0, done / targeted) if targeted else (1.0 if broadcast.get("status") == "done"
-                                                                            else 0.0),
+    return page.render("broadcast.html", broadcast_id=broadcast_id, broadcast=broadcast, progress=progress(broadcast),
                        can_cancel=broadcast.get("status") in ("scheduled", "sending")
                        and page.gateway.has("POST", "/broadcasts/{broadcast_id}/cancel"))
 
