@@ -71,12 +71,3 @@ def test_funnel_widths_are_shares_of_the_widest_stage() -> None:
         ("対象", 10, 1.0), ("送信", 5, 0.5), ("クリック", 1, 0.1), ("コンバージョン", 0, 0.0)]
     assert [s.width for s in funnel([("対象", 0)])] == [0.0]
 
-
-def test_broadcast_progress_counts_everyone_handled() -> None:
-    from dashboard.broadcasts import progress
-
-    assert progress({"status": "scheduled", "targeted": 0}) == 0.0
-    assert progress({"status": "done", "targeted": 0}) == 1.0
-    assert progress({"status": "sending", "targeted": 10, "sent": 4, "failed": 1}) == 0.5
-    assert progress({"status": "sending", "targeted": 10, "sent": 4, "held": 2, "skipped": {"blocked": 2},
-                     "unsent": 0}) == 0.8
