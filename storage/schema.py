@@ -10,6 +10,7 @@ from storage import (
     browsers,
     contacts,
     customers,
+    dashboard_sessions,
     delivery_log,
     events,
     link_tokens,
@@ -33,4 +34,5 @@ INDEXES: list[IndexSpec] = [
     *delivery_log.INDEXES,
     *link_tokens.INDEXES,
     *signals.INDEXES,
+    *dashboard_sessions.INDEXES,
 ]
