@@ -29,6 +29,8 @@ Collections
 - `broadcasts`, `broadcast_batches`: broadcasts to a segment and their frozen audience in batches of at
   most 500 LINE users, both leased collections (storage.broadcasts, storage.leases).
 - `reminder_shop_state`: per-shop pauses of reminder sending (LINE monthly quota spent).
+- `dashboard_sessions`: signed-in dashboard sessions (hashed tokens, CSRF token, expiry), TTL-expired.
+- `deployment_keys`: per-deployment random keys made once and shared by every process (dashboard cookies).
 
 This package knows MongoDB; it never knows HTTP.
 """

@@ -1,6 +1,6 @@
 """Broadcasts to a segment and their frozen audience batches (at most 500 LINE users each).
 
-`broadcasts` (`_id` = bkey = "<shop_id>:<broadcast_id>"): shop_id, broadcast_id, segment_id, filter (the
+`broadcasts` (`_id` = bkey = `keys.shop_scoped(shop_id, broadcast_id)`): shop_id, broadcast_id, segment_id, filter (the
 segment's filter when the broadcast was created), messages (as given), send_at, key (the broadcast's
 delivery key: names its records, click links and conversions), status (scheduled | sending | done |
 cancelled), targeted (the segment's size when created; the frozen audience once sending), created_at,
@@ -9,7 +9,7 @@ order: which batch holds a customer, without reading the batches), counts {sent,
 {reason: n}, cancelled}, settled ([seq] of the batches counted: each is counted once), and the leased
 fields of the start (next_due_at = send_at while scheduled, claim, prev_claim; see `storage.leases`).
 
-`broadcast_batches` (`_id` = "<bkey>:<seq, 6 digits>"): shop_id, bkey, broadcast_id, seq, users (sorted,
+`broadcast_batches` (`_id` = `keys.compose(shop_id, broadcast_id, seq as 6 digits)`): shop_id, bkey, broadcast_id, seq, users (sorted,
 ≤ 500; batches partition the audience in LINE user ID order), state (pending | done | cancelled),
 attempts, plan (the send-time decision, written before the multicast so a retry sends the same request:
 {held, skipped: {reason: [users]}}; the recipients are the users but those), outcome ({status: sent | failed | cancelled, line_status,
@@ -33,6 +33,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from core.line_limits import MAX_MULTICAST_RECIPIENTS
+from storage import keys
 from storage.database import Database, Document, IndexSpec, find_by_ids
 from storage.leases import DUE_INDEX, NEVER, LeasedCollection
 from storage.paging import newest_first_page
@@ -53,11 +54,12 @@ MAX_SPAN = timedelta(days=7)  # a broadcast's batches all go out within this lon
 
 
 def broadcast_key(shop_id: str, broadcast_id: str) -> str:
-    return f"{shop_id}:{broadcast_id}"
+    return keys.shop_scoped(shop_id, broadcast_id)
 
 
-def batch_id(bkey: str, seq: int) -> str:
-    return f"{bkey}:{seq:06d}"
+def batch_id(shop_id: str, broadcast_id: str, seq: int) -> str:
+    """A batch's `_id`: its broadcast's parts and its number (zero-padded: `_id` order is batch order)."""
+    return keys.compose(shop_id, broadcast_id, f"{seq:06d}")
 
 
 def chunks(users: Sequence[str], size: int = MAX_MULTICAST_RECIPIENTS) -> list[list[str]]:
@@ -121,9 +123,8 @@ class BroadcastRepository:
         """In one transaction: the audience as batches due now, and the broadcast (still scheduled and held by
         `token`) sending. False when it was cancelled, or started by another worker, meanwhile."""
         batches = chunks(sorted(audience))
-        broadcast_id = bkey.split(":", 1)[1]
-        shop_id = bkey.split(":", 1)[0]
-        docs = [{"_id": batch_id(bkey, seq), "shop_id": shop_id, "bkey": bkey, "broadcast_id": broadcast_id,
+        shop_id, broadcast_id = keys.split(bkey, 2)
+        docs = [{"_id": batch_id(shop_id, broadcast_id, seq), "shop_id": shop_id, "bkey": bkey, "broadcast_id": broadcast_id,
                  "seq": seq, "users": users, "state": "pending", "attempts": 0, "next_due_at": now,
                  "claim": None, "prev_claim": None} for seq, users in enumerate(batches)]
         started = {"status": "sending", "started_at": now, "targeted": len(audience), "batches": len(docs),
@@ -181,7 +182,7 @@ class BroadcastRepository:
         seq = bisect.bisect_right(bounds, line_user_id) - 1
         if seq < 0:
             return None
-        return await self._batches.find_one({"_id": batch_id(broadcast["_id"], seq)})
+        return await self._batches.find_one({"_id": batch_id(broadcast["shop_id"], broadcast["broadcast_id"], seq)})
 
     async def batches_of(self, bkey: str) -> list[Document]:
         return [doc async for doc in self._batches.find({"bkey": bkey}).sort("seq", ASCENDING)]

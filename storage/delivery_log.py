@@ -18,14 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import BulkWriteError
 
+from storage.bulk import insert_new
 from storage.database import Database, Document, IndexSpec
 
 LOG = "delivery_log"
 CLICKS = "clicks"
 CONVERSIONS = "conversions"
-DUPLICATE_KEY = 11000
 LOG_AT_INDEX = [("shop_id", ASCENDING), ("flow", ASCENDING), ("at", ASCENDING)]
 CLICKS_AT_INDEX = [("shop_id", ASCENDING), ("flow", ASCENDING), ("at", ASCENDING)]
 CLICKS_KEY_INDEX = [("key", ASCENDING), ("at", ASCENDING)]
@@ -40,18 +39,6 @@ INDEXES: list[IndexSpec] = [
 ]
 
 
-async def insert_ignoring_duplicates(collection: Any, docs: Sequence[Document]) -> None:
-    """Insert once: the first write of an `_id` wins and a repeat changes nothing."""
-    if not docs:
-        return
-    try:
-        await collection.insert_many(list(docs), ordered=False)
-    except BulkWriteError as exc:
-        other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-        if other or exc.details.get("writeConcernErrors"):
-            raise
-
-
 class DeliveryLog:
     def __init__(self, database: Database) -> None:
         self._log = database[LOG]
@@ -59,7 +46,7 @@ class DeliveryLog:
         self._conversions = database[CONVERSIONS]
 
     async def write(self, batches: Iterable[Document]) -> None:
-        await insert_ignoring_duplicates(self._log, list(batches))
+        await insert_new(self._log, list(batches))
 
     async def for_tokens(self, tokens: Iterable[str]) -> dict[str, Document]:
         """Items recorded by these (lapsed) claims, by key: one `_id` range read per token."""
@@ -75,6 +62,13 @@ class DeliveryLog:
         return self._log.find({"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}},
                               hint="shop_flow_at").__aiter__()
 
+    async def flow_names(self, shop_id: str, prefix: str) -> list[str]:
+        """The flow names starting with `prefix` the shop has records of (e.g. its step sequences), sorted."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        pipeline: list[dict[str, Any]] = [{"$match": {"shop_id": shop_id, "flow": {"$gte": prefix, "$lt": end}}},
+                                          {"$group": {"_id": "$flow"}}]
+        return sorted([group["_id"] async for group in await self._log.aggregate(pipeline, hint="shop_flow_at")])
+
     # --- clicks ---
 
     async def record_click(self, shop_id: str, flow: str, step: int | None, key: str, target: str,
@@ -82,10 +76,14 @@ class DeliveryLog:
         await self._clicks.insert_one({"shop_id": shop_id, "flow": flow, "step": step, "key": key,
                                        "target": target, "at": at})
 
-    async def clicks_by_step(self, shop_id: str, flow: str, start: datetime, end: datetime) -> dict[int | None, int]:
-        pipeline = [{"$match": {"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}}},
-                    {"$group": {"_id": "$step", "n": {"$sum": 1}}}]
-        return {group["_id"]: group["n"]
+    async def clicks_by_step_and_day(self, shop_id: str, flow: str, start: datetime, end: datetime,
+                                     timezone: str) -> dict[tuple[int | None, str], int]:
+        """Clicks in [start, end) counted per (step, "YYYY-MM-DD" in `timezone`): one indexed aggregate."""
+        day = {"$dateToString": {"format": "%Y-%m-%d", "date": "$at", "timezone": timezone}}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}}},
+            {"$group": {"_id": {"step": "$step", "day": day}, "n": {"$sum": 1}}}]
+        return {(group["_id"].get("step"), group["_id"]["day"]): group["n"]
                 async for group in await self._clicks.aggregate(pipeline, hint="shop_flow_at")}
 
     async def clicks_of(self, key: str, start: datetime, end: datetime) -> int:
@@ -93,6 +91,16 @@ class DeliveryLog:
         pipeline: list[dict[str, Any]] = [{"$match": {"key": key, "at": {"$gte": start, "$lt": end}}}, {"$count": "n"}]
         found = [doc async for doc in await self._clicks.aggregate(pipeline)]
         return int(found[0]["n"]) if found else 0
+
+    async def key_clicks_by_step_and_day(self, key: str, start: datetime, end: datetime,
+                                         timezone: str) -> dict[tuple[int | None, str], int]:
+        """`clicks_by_step_and_day` for one delivery key (a broadcast's), through the (key, at) index."""
+        day = {"$dateToString": {"format": "%Y-%m-%d", "date": "$at", "timezone": timezone}}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"key": key, "at": {"$gte": start, "$lt": end}}},
+            {"$group": {"_id": {"step": "$step", "day": day}, "n": {"$sum": 1}}}]
+        return {(group["_id"].get("step"), group["_id"]["day"]): group["n"]
+                async for group in await self._clicks.aggregate(pipeline)}
 
     async def first_clicks(self, keys: Sequence[str]) -> dict[str, datetime]:
         """The first click on each of these deliveries (a customer's few recent keys; an indexed read each)."""

@@ -11,6 +11,7 @@ from storage import (
     browsers,
     contacts,
     customers,
+    dashboard_sessions,
     delivery_log,
     events,
     link_tokens,
@@ -35,6 +36,7 @@ INDEXES: list[IndexSpec] = [
     *delivery_log.INDEXES,
     *link_tokens.INDEXES,
     *signals.INDEXES,
+    *dashboard_sessions.INDEXES,
     *segments.INDEXES,
     *broadcasts.INDEXES,
 ]

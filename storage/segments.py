@@ -1,11 +1,11 @@
 """Segments: saved filters over customers (tags, rank, purchases, spend, points, linked), and their audiences.
 
-Document (`segments`, `_id` = "<shop_id>:<segment_id>"): shop_id, segment_id, name, filter (as PUT, unset
+Document (`segments`, `_id` = `keys.shop_scoped(shop_id, segment_id)`): shop_id, segment_id, name, filter (as PUT, unset
 fields left out), rich_menu (the segment's own rich menu settings, or None), deleted (a deleted segment's
 menu is unlinked by the worker before the document goes), menu ({rich_menu_id, hash, generation, members,
 deployed_at} once deployed), created_at, updated_at, and the leased fields of its menu refresh (next_due_at,
 claim, prev_claim; `storage.leases`), with `v` bumped by every change so a refresh notices one made meanwhile.
-`segment_members` (`_id` = "<segment key>:<generation>:<seq>"): who may be linked to the segment's menu, in
+`segment_members` (`_id` = `keys.compose(segment key, generation, seq)`): who may be linked to the segment's menu, in
 chunks of 500 sorted LINE user IDs per generation (`skey`, `gen`, `seq`, `users`).
 
 An audience is evaluated by one aggregate: a *driver* `$match` that fits one index of `customers` exactly
@@ -32,6 +32,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 from pymongo import ASCENDING
 
+from storage import keys
+from storage.customers import MESSAGEABLE
 from storage.database import Database, Document, IndexSpec
 from storage.leases import DUE_INDEX, NEVER, LeasedCollection
 
@@ -46,7 +48,8 @@ INDEXES: list[IndexSpec] = [
 MEMBER_CHUNK = 500
 PREFIX = "*"
 PREFIX_END = "\U0010ffff"  # sorts after every character a tag can hold
-REACHABLE: dict[str, object] = {"friend": True, "blocked": False, "opted_out": False}
+# Every audience is restricted to customers we may message (`storage.customers.MESSAGEABLE`, the policy's rule).
+REACHABLE: dict[str, object] = {field_name: needed for field_name, needed, _ in MESSAGEABLE}
 
 TagPattern = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f*]+\*?$")]
 TagPatterns = Annotated[list[TagPattern], Field(max_length=50)]
@@ -189,7 +192,7 @@ async def members(database: Database, query: AudienceQuery, batch_size: int = 50
 
 
 def segment_key(shop_id: str, segment_id: str) -> str:
-    return f"{shop_id}:{segment_id}"
+    return keys.shop_scoped(shop_id, segment_id)
 
 
 class SegmentRepository:
@@ -249,7 +252,7 @@ class SegmentRepository:
         """Write a generation (its chunks replace any left by a crashed refresh of the same number)."""
         await self._members.delete_many({"skey": key, "gen": generation})
         ordered = sorted(users)
-        docs = [{"_id": f"{key}:{generation:06d}:{seq:06d}", "skey": key, "gen": generation, "seq": seq,
+        docs = [{"_id": keys.compose(key, f"{generation:06d}", f"{seq:06d}"), "skey": key, "gen": generation, "seq": seq,
                  "users": ordered[start:start + MEMBER_CHUNK]}
                 for seq, start in enumerate(range(0, len(ordered), MEMBER_CHUNK))]
         if docs:

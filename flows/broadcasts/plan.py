@@ -18,10 +18,11 @@ from delivery import policy
 from delivery.flow import Intent
 from delivery.policy import DeliveryPolicy
 from storage.broadcasts import plan_recipients
+from storage.segments import REACHABLE
 
 FLOW = "broadcasts"
 # What a frozen member is unless the customer changed since: they were reachable when frozen.
-REACHABLE_AT_FREEZE: Mapping[str, Any] = {"friend": True, "blocked": False, "opted_out": False}
+REACHABLE_AT_FREEZE: Mapping[str, Any] = REACHABLE
 
 
 @dataclass

@@ -36,10 +36,12 @@ from delivery.engine import ShopInfo, shop_infos
 from delivery.pacing import RateLimiter
 from flows.broadcasts.messages import with_click_links
 from flows.broadcasts.plan import FLOW, Plan, broadcast_intent, plan_batch
+from storage import keys
 from storage.broadcasts import BroadcastRepository
-from storage.customers import CustomerRepository, customer_key
+from storage.customers import CustomerRepository
 from storage.database import Database, Document, find_by_ids
 from storage.delivery_log import DeliveryLog
+from storage.keys import customer_key
 from storage.leases import NEVER, Conditional, DueRef, Lease, new_lease
 from storage.pauses import ShopPauses
 from storage.segments import SegmentFilter, audience_query, members
@@ -339,7 +341,7 @@ class BatchRun:
                   for reason, users in sorted(plan.skipped.items()) for u in users]
         figures = {"sent" if batch.outcome == "sent" else "failed": len(plan.to), "held": len(plan.held),
                    **{f"skipped.{reason}": len(users) for reason, users in plan.skipped.items()}}
-        doc = {"_id": f"{batch.id}:{FLOW}", "shop_id": batch.shop_id, "flow": FLOW, "at": self.now,
+        doc = {"_id": keys.compose(batch.id, FLOW), "shop_id": batch.shop_id, "flow": FLOW, "at": self.now,
                "broadcast_id": broadcast["broadcast_id"], "seq": batch.doc["seq"], "items": items}
         return doc, figures
 

@@ -18,8 +18,9 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from storage.customers import CustomerRepository, customer_key
+from storage.customers import CustomerRepository
 from storage.database import Database, find_by_ids
+from storage.keys import customer_key
 from storage.shop_settings import ShopSettingsRepository, TagRules
 
 RESUME = re.compile(r"^(?P<base>.+)-resume(?::.*)?$")

@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from storage.broadcasts import BroadcastRepository
+from storage.broadcasts import BroadcastRepository, broadcast_key
 from storage.leases import new_lease
 from tests.conftest import START
 from tests.flows.broadcasts.conftest import World, recipients, user
@@ -129,5 +129,5 @@ async def test_a_start_claimed_by_a_worker_that_died_is_started_once_its_lease_r
     summary = await world.run(START + timedelta(minutes=6))
     assert summary["start:started"] == 1 and summary["sent"] == len(everyone)
     # A second freeze of the same broadcast (a worker that lost its lease) changes nothing.
-    assert not await repo.freeze(f"{world.shop.shop_id}:sale", lease.token, sorted(everyone), START)
+    assert not await repo.freeze(broadcast_key(world.shop.shop_id, "sale"), lease.token, sorted(everyone), START)
     assert await world.db["broadcast_batches"].count_documents({}) == 2

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from delivery.policy import in_holdout
 from storage.contacts import ContactRepository
+from storage.keys import customer_key
 from tests.conftest import START
 from tests.flows.broadcasts.conftest import World, recipients, user
 from tests.flows.reminders.conftest import World as ReminderWorld
@@ -83,7 +84,7 @@ async def test_a_customer_at_their_cap_is_skipped_and_broadcast_sends_count_towa
     capped, fresh = user(1), user(2)
     await world.customers([world.customer_doc(u, tags=["vip"]) for u in (capped, fresh)])
     # `capped` got a reminder an hour ago (the contact keeps every flow's sends).
-    await world.db["contacts"].insert_one({"_id": f"{world.shop.shop_id}:{capped}", "shop_id": world.shop.shop_id,
+    await world.db["contacts"].insert_one({"_id": customer_key(world.shop.shop_id, capped), "shop_id": world.shop.shop_id,
                                            "line_user_id": capped, "flows": {}, "next_due_at": START + timedelta(days=999),
                                            "sent": [{"at": START - timedelta(hours=1), "flow": "reminders"}], "v": 1})
     await world.segment("vip", {"tags_all": ["vip"]})
