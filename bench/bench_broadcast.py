@@ -44,7 +44,7 @@ NOW = datetime(2037, 12, 10, 1, 0, tzinfo=UTC)
 PLANS = ["subscription-101-plan:定期便A", "subscription-102-plan:定期便B", "subscription-103-plan:お試し"]
 SUBSCRIBERS = {"tags_any": PLANS[:2], "total_spent": {"min": 10_000}}
 EVERYONE: dict[str, Any] = {}
-MESSAGES = [{"type": "text", "text": "【会員様限定】冬のセールのお知らせ"},
+MESSAGES: list[dict[str, Any]] = [{"type": "text", "text": "【会員様限定】冬のセールのお知らせ"},
             {"type": "template", "altText": "セール会場へ", "template": {"type": "buttons", "text": "セール会場はこちら",
              "actions": [{"type": "uri", "label": "見る", "uri": "https://shop.example/sale"}]}}]
 
@@ -87,7 +87,8 @@ async def wait_port(port: int, timeout: float = 60) -> None:
 
 async def seed(database: Any, shop_id: str, n: int) -> tuple[int, int]:
     """n customers in the shapes storage keeps; how many the subscriber segment and everyone hold."""
-    from storage.customers import customer_key, new_customer_fields
+    from storage.customers import new_customer_fields
+    from storage.keys import customer_key
 
     rng = random.Random(3)
     matching = reachable = 0
