@@ -17,6 +17,7 @@ from admin_api import (
     products,
     reminders,
     rich_menu,
+    sequences,
     settings,
     shops,
 )
@@ -29,7 +30,7 @@ def admin_routes() -> AdminApi:
     """Every admin route, in the order the OpenAPI document lists them."""
     return AdminApi().include(
         shops.routes, settings.routes, products.routes, orders.routes, customers.routes, points.routes,
-        links.routes, reminders.routes, rich_menu.routes,
+        links.routes, reminders.routes, rich_menu.routes, sequences.routes,
     )
 
 

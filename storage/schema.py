@@ -16,6 +16,7 @@ from storage import (
     orders,
     points,
     products,
+    sequences,
     signals,
     webhook_events,
 )
@@ -33,4 +34,5 @@ INDEXES: list[IndexSpec] = [
     *delivery_log.INDEXES,
     *link_tokens.INDEXES,
     *signals.INDEXES,
+    *sequences.INDEXES,
 ]
