@@ -74,7 +74,10 @@ class DryRunQuery(StrictModel):
 
 
 def sequence_view(doc: Document) -> dict[str, Any]:
-    return {**doc["definition"], "sequence_id": doc["sequence_id"], "version": doc.get("version", 1),
+    """The definition as stored (what was PUT, defaults filled in, unset options left out)."""
+    definition = doc["definition"]
+    return {**definition, "window": definition.get("window"), "goal": definition.get("goal"),
+            "sequence_id": doc["sequence_id"], "version": doc.get("version", 1),
             "created_at": doc["created_at"], "updated_at": doc["updated_at"]}
 
 
@@ -110,7 +113,8 @@ async def put_sequence(call: Call[SequenceDefinition, None]) -> Reply:
         raise ApiError(422, "validation_error", f"{field}: {message}", field)
     shop_id = call.current_shop.shop_id
     now = call.now()
-    doc, before = await SequenceRepository(call.db).put(shop_id, sequence_id, definition.model_dump(mode="json"), now)
+    stored = definition.model_dump(mode="json", exclude_none=True)
+    doc, before = await SequenceRepository(call.db).put(shop_id, sequence_id, stored, now)
     previous = load(before) if before is not None else None
     if previous is not None and previous.gen == doc["gen"] and shortened_waits(previous.definition, definition):
         await ContactRepository(call.db).wake_flow(shop_id, state_key(sequence_id), now,
