@@ -76,11 +76,18 @@ class World:
 
     async def follow(self, user: str, name: str | None = None, at: datetime | None = None) -> None:
         """The customer adds the shop's account as a friend (a signed webhook from linesim)."""
+        await self.sim.add_user(user, display_name=name or f"客{user[-4:]}")
+        await self.play({"type": "follow", "user_id": user}, at)
+
+    async def unfollow(self, user: str, at: datetime | None = None) -> None:
+        await self.play({"type": "unfollow", "user_id": user}, at)
+
+    async def play(self, event: dict[str, Any], at: datetime | None = None) -> None:
+        """linesim signs and posts the event to the bot; then wait until the bot handled it."""
         if at is not None:
             self.clock.set(at)
-        await self.sim.add_user(user, display_name=name or f"客{user[-4:]}")
         url = str(self.client.make_url("/webhook/" + self.shop.shop_id))
-        answer = await self.sim.webhook(url, self.shop.channel_secret, event={"type": "follow", "user_id": user})
+        answer = await self.sim.webhook(url, self.shop.channel_secret, event=event)
         assert answer["status"] == 200, answer
         await settle(self.client.app)
 
