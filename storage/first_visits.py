@@ -29,7 +29,8 @@ class FirstVisits:
         return await self._visits.find_one({"_id": customer_key(shop_id, line_user_id)})
 
     async def refresh(self, shop_id: str, line_user_id: str, now: datetime) -> Document | None:
-        """Recompute from the customer's browsers (index `shop_line_user`); None when they have none."""
+        """Recompute from the customer's browsers (index `shop_line_user`); None (and nothing kept) when
+        they have none."""
         earliest: Document | None = None
         async for browser in self._browsers.find(
                 {"shop_id": shop_id, "line_user_id": line_user_id},
@@ -37,7 +38,8 @@ class FirstVisits:
             seen = browser.get("first_seen_at")
             if seen is not None and (earliest is None or seen < earliest["first_seen_at"]):
                 earliest = browser
-        if earliest is None:
+        if earliest is None:  # e.g. their only browser moved to someone else
+            await self._visits.delete_one({"_id": customer_key(shop_id, line_user_id)})
             return None
         doc: Document = {"shop_id": shop_id, "line_user_id": line_user_id, "at": earliest["first_seen_at"],
                          "utm": earliest.get("first_utm") or None, "referrer": earliest.get("first_referrer"),

@@ -25,6 +25,7 @@ from core.clock import as_utc
 from delivery.attribution import ATTRIBUTED, record_time
 from flows.sequences.definition import LoadedSequence, load
 from flows.sequences.entry import Action, Happening, HappeningKind, decide, relevant
+from storage.browsers import BrowserRepository
 from storage.contacts import ContactRepository
 from storage.customers import customer_key
 from storage.database import Database, Document
@@ -61,7 +62,8 @@ async def on_browser_events(database: Database, shop_id: str, events: list[dict[
             continue
         by_user[str(user)].append(Happening(
             kind, f"ev:{event['event_id']}", as_utc(event.get("received_at") or now), url=event.get("url"),
-            product_id=event.get("product_id"), order_id=event.get("order_id"), revenue=int(event.get("value") or 0)))
+            product_id=event.get("product_id"), order_id=event.get("order_id"), revenue=int(event.get("value") or 0),
+            from_browser=True))
     await process(database, shop_id, by_user, as_utc(now))
 
 
@@ -87,13 +89,17 @@ async def on_customer_followed(database: Database, shop_id: str, line_user_id: s
 
 async def on_browser_linked(database: Database, shop_id: str, browser_id: str, line_user_id: str,
                             now: datetime) -> None:
-    """A link: the customer's first visit may now be an earlier one; then the link trigger."""
-    sequences = await shop_sequences(database, shop_id)
-    if not sequences:
-        return
-    await FirstVisits(database).refresh(shop_id, line_user_id, as_utc(now))
+    """A link: the customer's first visit may now be an earlier one (kept for every linked customer, so a
+    sequence made later finds it); then the link trigger."""
+    visits = FirstVisits(database)
+    await visits.refresh(shop_id, line_user_id, as_utc(now))
+    browser = await BrowserRepository(database).get(shop_id, browser_id)
+    history = (browser or {}).get("link_history") or []
+    previous = history[-1].get("previous_line_user_id") if history else None
+    if previous and previous != line_user_id:  # the browser moved: its first visit is no longer theirs
+        await visits.refresh(shop_id, previous, as_utc(now))
     happening = Happening("link", f"link:{browser_id}:{_ms(now)}", as_utc(now))
-    await process(database, shop_id, {line_user_id: [happening]}, as_utc(now), sequences)
+    await process(database, shop_id, {line_user_id: [happening]}, as_utc(now))
 
 
 async def on_tags_changed(database: Database, shop_id: str, line_user_ids: list[str], added: list[str],
@@ -172,8 +178,10 @@ async def _record_entry(database: Database, shop_id: str, user: str, action: Act
     await SequenceRuns(database).entered(shop_id, action.sequence.sequence_id, user, action.run, {
         "gen": action.sequence.gen, "trigger": happening.kind, "trigger_event": happening.id,
         "entered_at": as_utc(happening.at)})
+    # The first-visit filters need it: kept at link time, made here for a browser linked before first
+    # visits were kept (one read when it exists).
     visits = FirstVisits(database)
-    if await visits.get(shop_id, user) is None:  # the first-visit filters need it (kept at link time after)
+    if happening.from_browser and await visits.get(shop_id, user) is None:
         await visits.refresh(shop_id, user, now)
 
 

@@ -171,3 +171,21 @@ async def test_the_dry_run_shows_the_next_step_when_and_whether_its_filter_passe
     (push,) = await world.pushes(A)
     assert push["messages"] == upcoming["messages"] and push["retry_key"] == upcoming["retry_key"]
     assert (await world.dry_run(A, START + hours(2)))["sequences"][0]["next"]["step"] == 2
+
+
+async def test_the_first_visit_is_the_earliest_of_the_customers_browsers(world: World) -> None:
+    await world.put_sequence("s", {"name": "utm", "trigger": {"event": "link"}, "steps": [
+        {"wait_minutes": 60, "filter": {"utm": {"campaign": "autumn"}, "first_seen_within_days": 30},
+         "messages": [text("秋のキャンペーン")]}], "reentry": True})
+    await world.follow(A, at=START)
+    await world.visit("phone", "/", START - days(20), utm={"campaign": "autumn"})  # the real first visit
+    await world.visit("laptop", "/", START - days(1), utm={"campaign": "winter"})
+    await world.link("laptop", A, START)
+    await world.run(START + hours(1))  # only the laptop is known: campaign "winter"
+    assert await world.new_pushes() == []
+    await world.link("phone", A, START + hours(2))  # the phone's earlier visit is the first one now
+    await world.run(START + hours(3))
+    assert await world.new_pushes() == [(A, ["秋のキャンペーン"])]
+    await world.link("phone", B, START + hours(4))  # the phone moves to B: A's first visit is the laptop's
+    visits = {doc["line_user_id"]: doc async for doc in world.db["first_visits"].find({})}
+    assert visits[A]["utm"] == {"campaign": "winter"} and visits[B]["utm"] == {"campaign": "autumn"}
