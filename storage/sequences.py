@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from storage.database import Database, Document, IndexSpec
 
@@ -49,13 +50,16 @@ class SequenceRepository:
     async def put(self, shop_id: str, sequence_id: str, definition: dict[str, Any],
                   now: datetime) -> tuple[Document, Document | None]:
         """Create or replace the definition; returns (the stored document, the one it replaced or None)."""
-        before = await self._sequences.find_one_and_update(
-            {"_id": sequence_key(shop_id, sequence_id)},
-            {"$set": {"definition": definition, "updated_at": now},
-             "$inc": {"version": 1},
-             "$setOnInsert": {"shop_id": shop_id, "sequence_id": sequence_id, "gen": secrets.token_hex(6),
-                              "created_at": now}},
-            upsert=True, return_document=ReturnDocument.BEFORE)
+        update = {"$set": {"definition": definition, "updated_at": now}, "$inc": {"version": 1},
+                  "$setOnInsert": {"shop_id": shop_id, "sequence_id": sequence_id, "gen": secrets.token_hex(6),
+                                   "created_at": now}}
+        try:
+            before = await self._sequences.find_one_and_update(
+                {"_id": sequence_key(shop_id, sequence_id)}, update, upsert=True,
+                return_document=ReturnDocument.BEFORE)
+        except DuplicateKeyError:  # created by a concurrent PUT just now: this one is an edit of it
+            before = await self._sequences.find_one_and_update(
+                {"_id": sequence_key(shop_id, sequence_id)}, update, return_document=ReturnDocument.BEFORE)
         after = await self.get(shop_id, sequence_id)
         assert after is not None
         return after, before

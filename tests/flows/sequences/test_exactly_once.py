@@ -14,6 +14,7 @@ from typing import Any
 from bot.typedefs import LINE
 from core.line_client import retry_key_for
 from storage.contacts import ContactRepository
+from storage.sequences import SequenceRuns
 from storage.signals import OUTBOX
 from tests.conftest import START
 from tests.flows.sequences.conftest import World, days, hours, minutes, text
@@ -128,3 +129,28 @@ async def test_a_goal_ends_the_run_even_when_it_comes_back_later(world: World) -
     await world.run(START + hours(1))
     await world.run(START + hours(2))
     assert len(await world.pushes()) == 2 and (await world.report("s"))["goal_reached"] == 0
+
+
+async def test_a_listener_that_dies_after_starting_a_run_is_completed_by_the_outbox(
+        world: World, monkeypatch: Any) -> None:
+    await world.put_sequence("s", TWO_STEPS)
+    real = SequenceRuns.entered
+    calls = []
+
+    async def dies_once(self: SequenceRuns, *args: Any) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise ConnectionError("the process died here")
+        await real(self, *args)
+
+    monkeypatch.setattr(SequenceRuns, "entered", dies_once)
+    await world.follow(USERS[0], at=START)  # the run is written, its record is not
+    assert (await world.run_state(USERS[0], "s"))["status"] == "running"
+    assert await world.db["sequence_runs"].count_documents({}) == 0
+    assert await world.db[OUTBOX].count_documents({}) == 1  # the signal's intent stays
+    drained = await world.db.signals.drain(world.db, START + minutes(2))
+    assert drained["redelivered"] == 1 and await world.db["sequence_runs"].count_documents({}) == 1
+    await world.run(START + hours(1))
+    await world.run(START + hours(2))
+    assert [texts for _, texts in await world.new_pushes()] == [[f"1通目 客{USERS[0][-4:]}"], ["2通目"]]
+    assert (await world.report("s"))["entered"] == 1
