@@ -46,7 +46,6 @@ class Happening:
     order_id: str | None = None
     revenue: int = 0
     can_trigger: bool = True  # an old order (imported history) may reach a goal but never starts a run
-    from_browser: bool = False  # a tracking event: the customer has a linked browser (a first visit)
 
 
 ActionKind = Literal["enter", "entered_again", "goal", "goal_again", "set"]

@@ -1,7 +1,7 @@
 """A step's filter, checked just before its send: pure over the customer, their first visit and `now`.
 
 "First seen" is the earliest we know of the customer: the first visit of any of
-their browsers (`first_visits`) or, for a customer we met on LINE first, when
+their browsers (`storage.first_visits`, carried by the run) or, for a customer we met on LINE first, when
 their customer record was made. "First-visit UTM" is the landing UTM of their
 earliest browser. A filtered-out step is skipped with the failing check as its
 reason; the run goes on to the next step.

@@ -23,14 +23,14 @@ from typing import Any
 
 from core.clock import as_utc
 from delivery.attribution import ATTRIBUTED, record_time
-from flows.sequences.definition import LoadedSequence, load
+from flows.sequences.definition import STATE_PREFIX, LoadedSequence, load
 from flows.sequences.entry import Action, Happening, HappeningKind, decide, relevant
 from storage.browsers import BrowserRepository
 from storage.contacts import ContactRepository
 from storage.customers import customer_key
 from storage.database import Database, Document
 from storage.delivery_log import DeliveryLog
-from storage.first_visits import FirstVisits
+from storage.first_visits import first_visit
 from storage.sequences import SequenceRepository, SequenceRuns
 from storage.signals import RetryLater
 
@@ -62,8 +62,7 @@ async def on_browser_events(database: Database, shop_id: str, events: list[dict[
             continue
         by_user[str(user)].append(Happening(
             kind, f"ev:{event['event_id']}", as_utc(event.get("received_at") or now), url=event.get("url"),
-            product_id=event.get("product_id"), order_id=event.get("order_id"), revenue=int(event.get("value") or 0),
-            from_browser=True))
+            product_id=event.get("product_id"), order_id=event.get("order_id"), revenue=int(event.get("value") or 0)))
     await process(database, shop_id, by_user, as_utc(now))
 
 
@@ -89,17 +88,30 @@ async def on_customer_followed(database: Database, shop_id: str, line_user_id: s
 
 async def on_browser_linked(database: Database, shop_id: str, browser_id: str, line_user_id: str,
                             now: datetime) -> None:
-    """A link: the customer's first visit may now be an earlier one (kept for every linked customer, so a
-    sequence made later finds it); then the link trigger."""
-    visits = FirstVisits(database)
-    await visits.refresh(shop_id, line_user_id, as_utc(now))
+    """A link: the link trigger; and the customer's first visit may now be an earlier one — as may the
+    previous owner's, when the browser moved — so their running runs get it (the filters read it there)."""
+    at = as_utc(now)
     browser = await BrowserRepository(database).get(shop_id, browser_id)
     history = (browser or {}).get("link_history") or []
     previous = history[-1].get("previous_line_user_id") if history else None
-    if previous and previous != line_user_id:  # the browser moved: its first visit is no longer theirs
-        await visits.refresh(shop_id, previous, as_utc(now))
-    happening = Happening("link", f"link:{browser_id}:{_ms(now)}", as_utc(now))
-    await process(database, shop_id, {line_user_id: [happening]}, as_utc(now))
+    for user in ([line_user_id, previous] if previous and previous != line_user_id else [line_user_id]):
+        await refresh_first_visit(database, shop_id, user)
+    await process(database, shop_id, {line_user_id: [Happening("link", f"link:{browser_id}:{_ms(at)}", at)]}, at)
+
+
+async def refresh_first_visit(database: Database, shop_id: str, line_user_id: str) -> None:
+    """Give the customer's running runs their current first visit (only when it changed)."""
+    contacts = ContactRepository(database)
+    contact = await contacts.get(shop_id, line_user_id)
+    running = {key: state for key, state in ((contact or {}).get("flows") or {}).items()
+               if key.startswith(STATE_PREFIX) and isinstance(state, dict) and state.get("status") == "running"}
+    if not running:
+        return
+    visit = await first_visit(database, shop_id, line_user_id)
+    for key, state in running.items():
+        if state.get("first_visit") != visit:
+            await contacts.put_flow_state(shop_id, line_user_id, key, {"first_visit": visit}, due_at=None,
+                                          when={f"flows.{key}.run": state.get("run")}, create=False)
 
 
 async def on_tags_changed(database: Database, shop_id: str, line_user_ids: list[str], added: list[str],
@@ -153,17 +165,22 @@ async def _apply(database: Database, shop_id: str, user: str, contact: Document 
     contacts = ContactRepository(database)
     held = bool(contact and contact.get("claim"))
     later = False
+    visit: dict[str, Any] | None = None
+    if any(action.kind == "enter" for action in actions):  # the run carries it for the filters
+        visit = await first_visit(database, shop_id, user)
     for action in actions:
         key = action.sequence.key
         if action.kind in ("enter", "goal", "set"):
             when = {f"flows.{key}.run": action.seen.get("run"), f"flows.{key}.status": action.seen.get("status")}
-            due = action.fields.get("due_at") if action.kind == "enter" else None
-            changed = await contacts.put_flow_state(shop_id, user, key, action.fields, due_at=due, when=when,
+            fields, due = action.fields, None
+            if action.kind == "enter":
+                fields, due = {**fields, "first_visit": visit}, fields.get("due_at")
+            changed = await contacts.put_flow_state(shop_id, user, key, fields, due_at=due, when=when,
                                                     create=action.kind == "enter")
             if not changed:
                 return None
         if action.kind in ("enter", "entered_again"):
-            await _record_entry(database, shop_id, user, action, now)
+            await _record_entry(database, shop_id, user, action)
         elif action.kind in ("goal", "goal_again"):
             if held:
                 later = True  # recorded by the replay, once the worker's records are in the contact's log
@@ -172,17 +189,12 @@ async def _apply(database: Database, shop_id: str, user: str, contact: Document 
     return later
 
 
-async def _record_entry(database: Database, shop_id: str, user: str, action: Action, now: datetime) -> None:
+async def _record_entry(database: Database, shop_id: str, user: str, action: Action) -> None:
     happening = action.happening
     assert happening is not None
     await SequenceRuns(database).entered(shop_id, action.sequence.sequence_id, user, action.run, {
         "gen": action.sequence.gen, "trigger": happening.kind, "trigger_event": happening.id,
         "entered_at": as_utc(happening.at)})
-    # The first-visit filters need it: kept at link time, made here for a browser linked before first
-    # visits were kept (one read when it exists).
-    visits = FirstVisits(database)
-    if happening.from_browser and await visits.get(shop_id, user) is None:
-        await visits.refresh(shop_id, user, now)
 
 
 def goal_conversion(shop_id: str, user: str, action: Action, log_entries: Iterable[Mapping[str, Any]]) -> Document | None:

@@ -4,7 +4,8 @@ A run lives in the customer's contact under `flows.seq:<sequence id>`:
   run (its id, part of every retry key), gen (the sequence's generation it
   belongs to), status ("running", then "done", "goal" or "ended"), trigger,
   trigger_event, entered_at, next_step (0-based), anchor (when the next step's
-  wait started), due_at, ended_at, end_reason, goal_at, goal_event, tag_present.
+  wait started), due_at, ended_at, end_reason, goal_at, goal_event, tag_present, first_visit (the
+  customer's first visit to the site, `storage.first_visits`, for the filters; kept current at links).
 The listeners (`flows.sequences.ingest`) start runs and end them at the goal;
 the engine asks this flow, when a run is due, what to do now:
 - the sequence was deleted (or deleted and made again: another `gen`) → end "deleted"; switched off → end
@@ -30,7 +31,6 @@ from flows.sequences.render import render
 from flows.sequences.timing import send_window, step_due
 from storage.contacts import Lookup
 from storage.database import Database, Document
-from storage.first_visits import FIRST_VISITS
 from storage.sequences import SequenceRepository
 
 FLOW = "sequences"  # the flow object's name; each sequence records under its own name, "seq:<id>"
@@ -49,7 +49,7 @@ class SequencesFlow:
     """Every step sequence of every shop (one object per engine run, caching the run's definitions)."""
 
     name = FLOW
-    lookups = (Lookup(FIRST_VISITS, "first_visit"),)
+    lookups: tuple[Lookup, ...] = ()  # a run carries its customer's first visit: nothing else to join
 
     def __init__(self) -> None:
         self._shops: dict[str, dict[str, LoadedSequence]] = {}
@@ -107,7 +107,7 @@ class SequencesFlow:
             "key": delivery_key(shop_id, user, flow, run, index + 1),
         }
         customer = contact.get("customer")
-        check = failed_check(step.filter, customer, contact.get("first_visit"), now)
+        check = failed_check(step.filter, customer, state.get("first_visit"), now)
         if check is not None:
             return Intent(kind="skip", reason=skip_reason(check), **common)
         return Intent(kind="send", messages=render(step.messages, customer), window=send_window(definition.window),

@@ -57,7 +57,7 @@ def describe(flow: SequencesFlow, engine: Engine, contact: Document, key: str, s
     steps = loaded.definition.steps
     body["steps"] = len(steps)
     if index < len(steps):
-        check = failed_check(steps[index].filter, contact.get("customer"), contact.get("first_visit"), at)
+        check = failed_check(steps[index].filter, contact.get("customer"), state.get("first_visit"), at)
         body["next"] = {"step": index + 1, "filter_passes_now": check is None, "filter_fails_on": check,
                         **next_step(engine, contact, key, state, info, at)}
     return body
@@ -72,7 +72,7 @@ async def dry_run(database: Database, shop_id: str, line_user_id: str, at: datet
     engine = Engine([flow])
     contact = await ContactRepository(database).joined(shop_id, line_user_id, engine.lookups) or {
         "_id": customer_key(shop_id, line_user_id), "shop_id": shop_id, "line_user_id": line_user_id,
-        "flows": {}, "customer": customer, "first_visit": None}
+        "flows": {}, "customer": customer}
     await flow.prepare(database, {shop_id})
     info = (await shop_infos(database, [shop_id]))[shop_id]
     runs = [describe(flow, engine, contact, key, dict(state), info, at)

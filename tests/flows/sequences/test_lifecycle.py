@@ -175,17 +175,18 @@ async def test_the_dry_run_shows_the_next_step_when_and_whether_its_filter_passe
 
 async def test_the_first_visit_is_the_earliest_of_the_customers_browsers(world: World) -> None:
     await world.put_sequence("s", {"name": "utm", "trigger": {"event": "link"}, "steps": [
-        {"wait_minutes": 60, "filter": {"utm": {"campaign": "autumn"}, "first_seen_within_days": 30},
-         "messages": [text("秋のキャンペーン")]}], "reentry": True})
+        {"wait_minutes": 3 * 60, "filter": {"utm": {"campaign": "autumn"}, "first_seen_within_days": 30},
+         "messages": [text("秋のキャンペーン")]},
+        {"wait_minutes": 7 * 24 * 60, "messages": [text("その後")]}]})
     await world.follow(A, at=START)
     await world.visit("phone", "/", START - days(20), utm={"campaign": "autumn"})  # the real first visit
     await world.visit("laptop", "/", START - days(1), utm={"campaign": "winter"})
-    await world.link("laptop", A, START)
-    await world.run(START + hours(1))  # only the laptop is known: campaign "winter"
-    assert await world.new_pushes() == []
+    await world.link("laptop", A, START)  # A enters; only the laptop is known: campaign "winter"
+    assert (await world.run_state(A, "s"))["first_visit"]["utm"] == {"campaign": "winter"}
     await world.link("phone", A, START + hours(2))  # the phone's earlier visit is the first one now
+    assert (await world.run_state(A, "s"))["first_visit"]["utm"] == {"campaign": "autumn"}
     await world.run(START + hours(3))
     assert await world.new_pushes() == [(A, ["秋のキャンペーン"])]
-    await world.link("phone", B, START + hours(4))  # the phone moves to B: A's first visit is the laptop's
-    visits = {doc["line_user_id"]: doc async for doc in world.db["first_visits"].find({})}
-    assert visits[A]["utm"] == {"campaign": "winter"} and visits[B]["utm"] == {"campaign": "autumn"}
+    await world.link("phone", B, START + hours(4))  # the phone moves to B: A's first visit is the laptop's again
+    assert (await world.run_state(A, "s"))["first_visit"]["utm"] == {"campaign": "winter"}
+    assert (await world.run_state(B, "s"))["first_visit"]["utm"] == {"campaign": "autumn"}
