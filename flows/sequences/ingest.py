@@ -91,12 +91,16 @@ async def on_browser_linked(database: Database, shop_id: str, browser_id: str, l
     """A link: the link trigger; and the customer's first visit may now be an earlier one — as may the
     previous owner's, when the browser moved — so their running runs get it (the filters read it there)."""
     at = as_utc(now)
+    sequences = await shop_sequences(database, shop_id)
+    if not sequences:
+        return
     browser = await BrowserRepository(database).get(shop_id, browser_id)
     history = (browser or {}).get("link_history") or []
     previous = history[-1].get("previous_line_user_id") if history else None
     for user in ([line_user_id, previous] if previous and previous != line_user_id else [line_user_id]):
         await refresh_first_visit(database, shop_id, user)
-    await process(database, shop_id, {line_user_id: [Happening("link", f"link:{browser_id}:{_ms(at)}", at)]}, at)
+    await process(database, shop_id, {line_user_id: [Happening("link", f"link:{browser_id}:{_ms(at)}", at)]}, at,
+                  sequences)
 
 
 async def refresh_first_visit(database: Database, shop_id: str, line_user_id: str) -> None:
