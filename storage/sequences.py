@@ -27,6 +27,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from storage.database import Database, Document, IndexSpec
+from storage.keys import compose
 
 SEQUENCES = "sequences"
 RUNS = "sequence_runs"
@@ -40,7 +41,11 @@ INDEXES: list[IndexSpec] = [
 
 
 def sequence_key(shop_id: str, sequence_id: str) -> str:
-    return f"{shop_id}:{sequence_id}"
+    return compose(shop_id, sequence_id)
+
+
+def run_key(shop_id: str, sequence_id: str, line_user_id: str, run: str) -> str:
+    return compose(shop_id, sequence_id, line_user_id, run)
 
 
 class SequenceRepository:
@@ -91,7 +96,7 @@ class SequenceRuns:
 
     async def entered(self, shop_id: str, sequence_id: str, line_user_id: str, run: str, fields: dict[str, Any]) -> None:
         await self._runs.update_one(
-            {"_id": f"{sequence_key(shop_id, sequence_id)}:{line_user_id}:{run}"},
+            {"_id": run_key(shop_id, sequence_id, line_user_id, run)},
             {"$setOnInsert": {"shop_id": shop_id, "sequence_id": sequence_id, "line_user_id": line_user_id,
                               "run": run, "goal_at": None, **fields}},
             upsert=True)
@@ -100,7 +105,7 @@ class SequenceRuns:
                            event: str, converted: bool) -> None:
         """Only the first goal of a run counts (a replayed signal changes nothing)."""
         await self._runs.update_one(
-            {"_id": f"{sequence_key(shop_id, sequence_id)}:{line_user_id}:{run}", "goal_at": None},
+            {"_id": run_key(shop_id, sequence_id, line_user_id, run), "goal_at": None},
             {"$set": {"goal_at": at, "goal_event": event, "converted": converted}})
 
     async def entered_count(self, shop_id: str, sequence_id: str, start: datetime, end: datetime) -> int:

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from core.identifiers import IDENTIFIER_PATTERN
 from core.line_limits import MAX_TEXT, utf16_len
 from core.line_schema import message_errors
 from storage.shop_settings import ClockTime
@@ -44,7 +45,7 @@ TriggerEvent = Literal["follow", "link", "page_view", "add_to_cart", "purchase",
 GoalEvent = Literal["page_view", "purchase"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 UrlPart = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")]
-ProductId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+ProductId = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 TagName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
 UtmValue = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Count = Annotated[int, Field(strict=True, ge=0, le=1_000_000_000)]

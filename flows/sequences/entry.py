@@ -57,7 +57,7 @@ class Action:
 
     kind: ActionKind
     sequence: LoadedSequence
-    seen: dict[str, Any]  # {"run", "status"} as read: the write applies only if they still hold
+    seen: dict[str, Any]  # {"run", "status", "due_at"} as read: the write applies only if they still hold
     fields: dict[str, Any] = field(default_factory=dict)  # merged into the run (enter, goal, set)
     happening: Happening | None = None
 
@@ -109,7 +109,7 @@ def new_run(sequence: LoadedSequence, happening: Happening) -> dict[str, Any]:
 
 
 def _seen(state: Mapping[str, Any]) -> dict[str, Any]:
-    return {"run": state.get("run"), "status": state.get("status")}
+    return {"run": state.get("run"), "status": state.get("status"), "due_at": state.get("due_at")}
 
 
 def _goal_counts(sequence: LoadedSequence, state: Mapping[str, Any], happening: Happening) -> bool:

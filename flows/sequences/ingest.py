@@ -27,10 +27,10 @@ from flows.sequences.definition import STATE_PREFIX, LoadedSequence, load
 from flows.sequences.entry import Action, Happening, HappeningKind, decide, relevant
 from storage.browsers import BrowserRepository
 from storage.contacts import ContactRepository
-from storage.customers import customer_key
 from storage.database import Database, Document
 from storage.delivery_log import DeliveryLog
 from storage.first_visits import first_visit
+from storage.keys import compose, customer_key
 from storage.sequences import SequenceRepository, SequenceRuns
 from storage.signals import RetryLater
 
@@ -114,8 +114,11 @@ async def refresh_first_visit(database: Database, shop_id: str, line_user_id: st
     visit = await first_visit(database, shop_id, line_user_id)
     for key, state in running.items():
         if state.get("first_visit") != visit:
-            await contacts.put_flow_state(shop_id, line_user_id, key, {"first_visit": visit}, due_at=None,
-                                          when={f"flows.{key}.run": state.get("run")}, create=False)
+            # Conditional on the due time read: a worker that advanced the run meanwhile is not undone.
+            await contacts.put_flow_state(shop_id, line_user_id, key, {"first_visit": visit},
+                                          due_at=state.get("due_at"), create=False,
+                                          when={f"flows.{key}.run": state.get("run"),
+                                                f"flows.{key}.due_at": state.get("due_at")})
 
 
 async def on_tags_changed(database: Database, shop_id: str, line_user_ids: list[str], added: list[str],
@@ -175,10 +178,12 @@ async def _apply(database: Database, shop_id: str, user: str, contact: Document 
     for action in actions:
         key = action.sequence.key
         if action.kind in ("enter", "goal", "set"):
-            when = {f"flows.{key}.run": action.seen.get("run"), f"flows.{key}.status": action.seen.get("status")}
-            fields, due = action.fields, None
+            when = {f"flows.{key}.{name}": value for name, value in action.seen.items()}
+            fields, due = action.fields, action.seen.get("due_at")  # a tag flag keeps the run's due time
             if action.kind == "enter":
                 fields, due = {**fields, "first_visit": visit}, fields.get("due_at")
+            elif action.kind == "goal":
+                due = None
             changed = await contacts.put_flow_state(shop_id, user, key, fields, due_at=due, when=when,
                                                     create=action.kind == "enter")
             if not changed:
@@ -212,7 +217,7 @@ def goal_conversion(shop_id: str, user: str, action: Action, log_entries: Iterab
     latest = max(mine, key=record_time)
     # A purchase goal shares the order's conversion ID with the attribution of that order: counted once.
     order_id = happening.order_id or f"goal-{run}"
-    return {"_id": f"{shop_id}:{order_id}:{flow}", "shop_id": shop_id, "flow": flow, "order_id": order_id,
+    return {"_id": compose(shop_id, order_id, flow), "shop_id": shop_id, "flow": flow, "order_id": order_id,
             "line_user_id": user, "key": latest.get("key"), "step": latest.get("step"),
             "group": "holdout" if latest.get("status") == "held" else "treated", "delivery_at": record_time(latest),
             "revenue": happening.revenue, "ordered_at": as_utc(happening.at), "goal": True}

@@ -11,8 +11,9 @@ from flows.sequences.definition import LoadedSequence, sequence_id_of
 from flows.sequences.filters import failed_check
 from flows.sequences.plan import RUNNING, SequencesFlow
 from storage.contacts import ContactRepository
-from storage.customers import CustomerRepository, customer_key
+from storage.customers import CustomerRepository
 from storage.database import Database, Document
+from storage.keys import customer_key
 
 MAX_HOPS = 4  # wait → due → postponed by the window / the cap → send
 ACTIONS = {"send": "send", "defer": "postpone", "hold": "hold", "drop": "skip", "skip": "skip"}

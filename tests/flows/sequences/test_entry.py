@@ -41,7 +41,8 @@ def test_a_trigger_starts_one_run_and_a_second_trigger_during_it_starts_nothing(
     assert kinds(actions) == ["enter"]
     run = actions[0].fields
     assert run["status"] == "running" and run["entered_at"] == T0 and run["due_at"] == T0 + timedelta(hours=1)
-    assert run["run"] == run_id(view(event="e1")) and actions[0].seen == {"run": None, "status": None}
+    assert run["run"] == run_id(view(event="e1")) and actions[0].seen == {"run": None, "status": None,
+                                                                                    "due_at": None}
 
 
 @pytest.mark.parametrize(
@@ -135,8 +136,8 @@ def test_goals(status: str, happening: Happening, expected: list[str]) -> None:
     assert kinds(actions) == expected
     if expected == ["goal"]:
         assert actions[0].fields["status"] == "goal" and actions[0].fields["due_at"] is None
-        assert actions[0].fields["goal_at"] == happening.at and actions[0].seen == {"run": state["run"],
-                                                                                    "status": status}
+        assert actions[0].fields["goal_at"] == happening.at
+        assert actions[0].seen == {"run": state["run"], "status": status, "due_at": state["due_at"]}
 
 
 def test_a_goal_then_a_trigger_in_one_batch_with_reentry_starts_a_new_run_only_for_a_later_trigger() -> None:
@@ -146,7 +147,7 @@ def test_a_goal_then_a_trigger_in_one_batch_with_reentry_starts_a_new_run_only_f
     actions = decide([seq], {KEY: state}, [view("https://s.example/signup", event="g"),
                                             view(minutes=10, event="t1")], now)
     assert kinds(actions) == ["goal", "enter"]
-    assert actions[1].seen == {"run": state["run"], "status": "goal"}
+    assert actions[1].seen == {"run": state["run"], "status": "goal", "due_at": None}
     replay = decide([seq], {KEY: {**state, **actions[0].fields}}, [view("https://s.example/signup", event="g")], now)
     assert kinds(replay) == ["goal_again"]
 

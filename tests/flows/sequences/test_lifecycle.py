@@ -190,3 +190,22 @@ async def test_the_first_visit_is_the_earliest_of_the_customers_browsers(world: 
     await world.link("phone", B, START + hours(4))  # the phone moves to B: A's first visit is the laptop's again
     assert (await world.run_state(A, "s"))["first_visit"]["utm"] == {"campaign": "winter"}
     assert (await world.run_state(B, "s"))["first_visit"]["utm"] == {"campaign": "autumn"}
+
+
+async def test_a_tag_removed_and_added_again_during_a_run_keeps_the_run_on_time(world: World) -> None:
+    await world.put_sequence("t", two_steps(trigger={"event": "tag_added", "tag": "会員"}, reentry=True))
+    await world.follow(A, at=START)
+    await world.tag([A], START, add=["会員"])
+    await world.tag([A], START + minutes(10), remove=["会員"])  # the run notes the tag is gone…
+    assert (await world.run_state(A, "t"))["tag_present"] is False
+    await world.tag([A], START + minutes(20), add=["会員"])  # …and back: noted, no second run
+    state = await world.run_state(A, "t")
+    assert state["tag_present"] is True and state["due_at"] == START + hours(1)
+    await world.run(START + hours(1))
+    await world.run(START + hours(25))
+    assert await world.new_pushes() == [(A, ["1通目"]), (A, ["2通目"])]
+    await world.tag([A], START + days(2), add=["会員"])  # already has it after the run: starts nothing
+    await world.tag([A], START + days(3), remove=["会員"])
+    await world.tag([A], START + days(4), add=["会員"])  # removed, then added: a new run
+    await world.run(START + days(4) + hours(1))
+    assert await world.new_pushes() == [(A, ["1通目"])]
