@@ -120,7 +120,7 @@ class Goal(_Strict):
 class SequenceDefinition(_Strict):
     """`PUT /sequences/{sequence_id}` (INTERFACES.md "Step sequences")."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
     enabled: bool = Field(default=True, strict=True)
     trigger: Trigger
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)

@@ -24,10 +24,11 @@ from datetime import datetime
 from typing import Any
 
 from core.clock import as_utc
+from core.flex import compact_json
 from delivery.flow import Intent, delivery_key
 from flows.sequences.definition import STATE_PREFIX, LoadedSequence, Step, load, sequence_id_of
 from flows.sequences.filters import failed_check, skip_reason
-from flows.sequences.render import render
+from flows.sequences.render import personal, render
 from flows.sequences.timing import send_window, step_due
 from storage.contacts import Lookup
 from storage.database import Database, Document
@@ -53,6 +54,8 @@ class SequencesFlow:
 
     def __init__(self) -> None:
         self._shops: dict[str, dict[str, LoadedSequence]] = {}
+        # A step's JSON when it is the same for every customer (no placeholder): encoded once per run.
+        self._encoded: dict[tuple[str, str, int], bytes | None] = {}
 
     def owns(self, state_key: str) -> bool:
         return state_key.startswith(STATE_PREFIX)
@@ -110,5 +113,10 @@ class SequencesFlow:
         check = failed_check(step.filter, customer, state.get("first_visit"), now)
         if check is not None:
             return Intent(kind="skip", reason=skip_reason(check), **common)
-        return Intent(kind="send", messages=render(step.messages, customer), window=send_window(definition.window),
+        cache = (shop_id, sequence_id, index)
+        if cache not in self._encoded:
+            self._encoded[cache] = None if personal(step.messages) else compact_json(step.messages)
+        encoded = self._encoded[cache]
+        messages = step.messages if encoded is not None else render(step.messages, customer)
+        return Intent(kind="send", messages=messages, encoded=encoded, window=send_window(definition.window),
                       **common)

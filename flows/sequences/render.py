@@ -3,12 +3,12 @@
 `{display_name}` is the customer's LINE display name ("お客様" when we have
 none), `{points}` their points balance ("1,234"). Each value is cut to the length
 the definition's validation counted for it, so a text accepted at `PUT` never
-exceeds LINE's 5,000 characters. Never mutates the stored definition.
+exceeds LINE's 5,000 characters. Never mutates the stored definition (messages
+without placeholders are shared, as the engine never mutates what it pushes).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,12 +33,20 @@ def placeholder_values(customer: Mapping[str, Any] | None) -> dict[str, str]:
     return {key: _cut(value, PLACEHOLDERS[key]) for key, value in values.items()}
 
 
-def render(messages: Sequence[Mapping[str, Any]], customer: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def personal(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether any text message names a placeholder (otherwise every customer gets the same JSON)."""
+    return any(m.get("type") == "text" and isinstance(m.get("text"), str) and PLACEHOLDER.search(m["text"])
+               for m in messages)
+
+
+def render(messages: Sequence[dict[str, Any]], customer: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The messages for this customer: a text with placeholders is a new object, the others are shared."""
     values = placeholder_values(customer)
     rendered = []
     for message in messages:
-        made = copy.deepcopy(dict(message))
-        if made.get("type") == "text" and isinstance(made.get("text"), str):
-            made["text"] = PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), made["text"])
-        rendered.append(made)
+        text = message.get("text")
+        if message.get("type") == "text" and isinstance(text, str) and PLACEHOLDER.search(text):
+            rendered.append({**message, "text": PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)})
+        else:
+            rendered.append(message)  # never mutated: pushed as it is
     return rendered
