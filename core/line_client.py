@@ -75,6 +75,14 @@ class SendResult:
 
 
 @dataclass(frozen=True)
+class Quota:
+    """This month's message quota of a channel: LINE's limit (None = no limit) and what was used."""
+
+    limit: int | None
+    used: int
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 5
     base_delay: float = 0.5
@@ -237,6 +245,21 @@ class LineClient:
             raise
         return dict(result.to_dict())
 
+    async def quota(self) -> Quota:
+        """The monthly limit and this month's use (`GET /v2/bot/message/quota[/consumption]`).
+
+        Asked once each (no back-off loop): a person is waiting on the page
+        that shows it, and a stale answer is better shown as "unknown".
+        """
+        limit, used = await asyncio.gather(
+            self._call("quota", lambda: self.api.get_message_quota(_request_timeout=self._timeout),
+                       idempotent=True, attempts=1),
+            self._call("quota_consumption",
+                       lambda: self.api.get_message_quota_consumption(_request_timeout=self._timeout),
+                       idempotent=True, attempts=1),
+        )
+        return Quota(limit=limit.value if limit.type == "limited" else None, used=int(used.total_usage))
+
     async def _send(self, operation: str, call: Callable[[], Awaitable[Any]], *, idempotent: bool) -> SendResult:
         try:
             response = await self._call(operation, call, idempotent=idempotent)
@@ -249,7 +272,9 @@ class LineClient:
             sent_message_ids=[m.id for m in sent],
         )
 
-    async def _call(self, operation: str, call: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]], *, idempotent: bool,
+                    attempts: int | None = None) -> T:
+        attempts = attempts or self._retry.attempts
         attempt = 0
         while True:
             try:
@@ -266,14 +291,14 @@ class LineClient:
                 if status == 400 and operation == "reply" and "reply token" in _body_message(exc).lower():
                     raise InvalidReplyToken(status, body, operation) from None
                 retryable = status == 429 or (status is not None and status >= 500 and idempotent)
-                if not retryable or attempt + 1 >= self._retry.attempts:
+                if not retryable or attempt + 1 >= attempts:
                     log.warning("LINE %s failed: status=%s body=%s", operation, status, body[:1000])
                     raise LineApiError(status, body, operation) from None
                 retry_after = (exc.headers or {}).get("Retry-After")
                 delay = self._retry.delay(attempt, retry_after)
                 log.info("LINE %s answered %s; retrying in %.2fs", operation, status, delay)
             except (TimeoutError, aiohttp.ClientError) as exc:
-                if not idempotent or attempt + 1 >= self._retry.attempts:
+                if not idempotent or attempt + 1 >= attempts:
                     log.warning("LINE %s failed without an answer: %r", operation, exc)
                     raise LineApiError(None, repr(exc), operation) from None
                 delay = self._retry.delay(attempt)
@@ -322,16 +347,20 @@ class LineClients:
             self._prune(now)
         client = self._clients.get(key)
         if client is None:
-            if self._session is None:
-                self._session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=self.POOL, keepalive_timeout=30),
-                    skip_auto_headers=("User-Agent", "Accept-Encoding"))
             configuration = Configuration(host=self._api_base, access_token=access_token)
             client = LineClient(AsyncApiClient(configuration), timeout=self._timeout, retry=self._retry,
-                                session=self._session)
+                                session=self.http_session())
             self._clients[key] = client
         client.last_used = now
         return client
+
+    def http_session(self) -> aiohttp.ClientSession:
+        """The process's pooled keep-alive session to LINE (pushes, LINE Login's token exchange)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.POOL, keepalive_timeout=30),
+                skip_auto_headers=("User-Agent", "Accept-Encoding"))
+        return self._session
 
     def _prune(self, now: float) -> None:
         self._pruned_at = now

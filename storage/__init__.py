@@ -25,6 +25,8 @@ Collections
 - `link_tokens`: one-time linking tokens (LINE Login state, chat codes, account-link nonces), TTL-expired.
 - `shop_settings`: typed settings sections per shop (storage.shop_settings).
 - `reminder_shop_state`: per-shop pauses of reminder sending (LINE monthly quota spent).
+- `dashboard_sessions`: signed-in dashboard sessions (hashed tokens, CSRF token, expiry), TTL-expired.
+- `deployment_keys`: per-deployment random keys made once and shared by every process (dashboard cookies).
 
 This package knows MongoDB; it never knows HTTP.
 """

@@ -10,6 +10,7 @@ from storage import (
     browsers,
     contacts,
     customers,
+    dashboard_sessions,
     delivery_log,
     events,
     link_tokens,
@@ -35,4 +36,5 @@ INDEXES: list[IndexSpec] = [
     *link_tokens.INDEXES,
     *signals.INDEXES,
     *sequences.INDEXES,
+    *dashboard_sessions.INDEXES,
 ]
