@@ -20,6 +20,7 @@ from admin_api import (
     reports,
     rich_menu,
     segments,
+    sequences,
     settings,
     shops,
 )
@@ -32,7 +33,8 @@ def admin_routes() -> AdminApi:
     """Every admin route, in the order the OpenAPI document lists them."""
     return AdminApi().include(
         shops.routes, settings.routes, products.routes, orders.routes, customers.routes, points.routes,
-        links.routes, reminders.routes, reports.routes, rich_menu.routes, segments.routes, broadcasts.routes,
+        links.routes, reminders.routes, reports.routes, rich_menu.routes, sequences.routes, segments.routes,
+        broadcasts.routes,
     )
 
 

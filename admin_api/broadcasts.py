@@ -12,7 +12,7 @@ from admin_api.registry import SHOP_PATH, AdminApi, Call, Reply
 from admin_api.reminders import FlowReportView
 from core.clock import as_utc
 from core.errors import ApiError
-from core.line_schema import message_problems
+from core.line_schema import message_errors
 from delivery.report import MAX_WINDOW, flow_report
 from flows.broadcasts.create import broadcast_document
 from flows.broadcasts.plan import FLOW
@@ -113,7 +113,7 @@ def _same(doc: dict[str, Any], body: BroadcastBody, send_at: datetime | None) ->
               extra_statuses={200: "the same broadcast_id again: nothing new", 409: "broadcast_id taken by another body"})
 async def create_broadcast(call: Call[BroadcastBody, None]) -> Any:
     body, shop_id, now = call.body, call.current_shop.shop_id, call.now()
-    problems = message_problems(body.messages)
+    problems = message_errors(body.messages)
     if problems:  # what LINE would refuse at send time, refused now with its field
         field, message = problems[0]
         raise ApiError(422, "validation_error", f"{field}: {message}", field)

@@ -1,28 +1,27 @@
-"""LINE message objects checked before we accept them: LINE's OpenAPI schema plus the limits it leaves out.
+"""LINE message objects checked against LINE's own OpenAPI documents and documented limits.
 
-A merchant's broadcast (or step) messages are refused with a 4xx naming the
-field when LINE would refuse them later — not at send time, when nobody is
-there to fix them. The schema is LINE's vendored Messaging API document
-(`linesim/openapi/messaging-api.yml`, read as a data file: production code
-never imports the simulator), turned into JSON Schema once per process:
-OpenAPI's `discriminator` (message `type`, action `type`, Flex component
-`type`) becomes an explicit dispatch on that property, and `nullable` a null
-alternative. The limits LINE documents outside the schema — lengths in UTF-16
-code units, carousel size, JSON sizes, action labels, postback data, quick
-replies — come from `core.line_limits`.
+The documents are vendored in `core/line_openapi/` (from ../shared/line-openapi,
+Apache-2.0). Production code validates merchant-authored messages here (a step
+sequence's messages are refused with a field-named 4xx before anything is
+stored); the LINE simulator checks requests with the same walker, so what we
+accept is what LINE (and linesim) accept.
+
+We walk the schemas ourselves instead of handing them to jsonschema because the
+OpenAPI `discriminator` (message `type`, Flex component `type`, action `type`)
+is what actually selects the schema; plain JSON Schema would accept any object
+with a `type`. Lengths are counted in UTF-16 code units, as LINE counts them.
+Pure: no I/O but reading the vendored documents once per process.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Iterator, Sequence
+import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
 from core.line_limits import (
     MAX_ACTION_LABEL,
@@ -33,187 +32,210 @@ from core.line_limits import (
     MAX_FLEX_ACTION_LABEL,
     MAX_MESSAGES_PER_REQUEST,
     MAX_POSTBACK_DATA,
-    MAX_QUICK_REPLY_ITEMS,
     MAX_TEXT,
     utf16_len,
 )
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "linesim" / "openapi" / "messaging-api.yml"
-COMPONENTS = "#/components/schemas/"
-BASE = "__base"  # a discriminated schema without its dispatch, for the subtypes that extend it
+OPENAPI_DIR = Path(__file__).parent / "line_openapi"
+DOCS = {"messaging": "messaging-api.yml", "webhook": "webhook.yml"}
 
-Problem = tuple[str, str]  # (field path such as "messages[0].text", message)
+Errors = list[tuple[str, str]]  # (property path, message)
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses the 180 KB document 5× faster
 
 
-def _convert(node: Any, discriminated: set[str], in_all_of: bool = False) -> Any:
-    """An OpenAPI schema node as JSON Schema (2020-12)."""
-    if isinstance(node, list):
-        return [_convert(item, discriminated, in_all_of) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key == "$ref":
-            name = str(value).removeprefix(COMPONENTS)
-            # A subtype's `allOf: [{$ref: Base}]` means the base's own fields, not a second dispatch.
-            out["$ref"] = f"#/$defs/{name}{BASE if in_all_of and name in discriminated else ''}"
-        elif key in ("discriminator", "nullable", "example", "externalDocs", "description", "default"):
-            continue
-        elif key == "properties":
-            out[key] = {name: _convert(sub, discriminated) for name, sub in value.items()}
-        elif key == "allOf":
-            out[key] = [_convert(sub, discriminated, in_all_of=True) for sub in value]
+@cache
+def load_doc(name: str = "messaging") -> dict[str, Any]:
+    """Parse an OpenAPI document once per process."""
+    with open(OPENAPI_DIR / DOCS[name], encoding="utf-8") as f:
+        doc: dict[str, Any] = yaml.load(f, Loader=_LOADER)  # a safe loader (C or pure Python)
+    return doc
+
+
+def schema(name: str, doc: str = "messaging") -> dict[str, Any]:
+    found: dict[str, Any] = load_doc(doc)["components"]["schemas"][name]
+    return found
+
+
+def json_size(obj: Any) -> int:
+    """Bytes of the compact UTF-8 JSON, as LINE measures a Flex container."""
+    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def join_path(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _resolve(node: dict[str, Any], doc: str) -> dict[str, Any]:
+    while "$ref" in node:
+        node = schema(node["$ref"].rsplit("/", 1)[-1], doc)
+    return node
+
+
+_TYPES: dict[str, Any] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+def validate(inst: Any, node: dict[str, Any], path: str = "", doc: str = "messaging",
+             errors: Errors | None = None, dispatch: bool = True) -> Errors:
+    """Validate `inst` against an OpenAPI schema node, collecting (path, message).
+
+    `dispatch=False` is used for `allOf` members so that a subtype's reference
+    back to its discriminated base schema does not dispatch again (infinite loop).
+    """
+    errors = [] if errors is None else errors
+    node = _resolve(node, doc)
+    if inst is None and node.get("nullable"):
+        return errors
+    t = node.get("type")
+    if t and not _TYPES[t](inst):
+        errors.append((path, f"Must be of type {t}"))
+        return errors
+    disc = node.get("discriminator")
+    if dispatch and disc and isinstance(inst, dict):
+        prop = disc["propertyName"]
+        mapping = disc.get("mapping", {})
+        value = inst.get(prop)
+        if value is None:
+            errors.append((join_path(path, prop), "must be specified"))
+        elif value not in mapping:
+            errors.append((join_path(path, prop),
+                           f"must be one of the following values: [{', '.join(mapping)}]"))
         else:
-            out[key] = _convert(value, discriminated)
-    if node.get("nullable"):
-        return {"anyOf": [{"type": "null"}, out]}
-    return out
+            validate(inst, {"$ref": mapping[value]}, path, doc, errors, dispatch=False)
+        return errors
+    for sub in node.get("allOf", []):
+        validate(inst, sub, path, doc, errors, dispatch=False)
+    if isinstance(inst, dict):
+        for req in node.get("required", []):
+            if inst.get(req) is None:
+                errors.append((join_path(path, req), "must be specified"))
+        props = node.get("properties", {})
+        for key, value in inst.items():
+            if key in props and value is not None:
+                validate(value, props[key], join_path(path, key), doc, errors)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, value in inst.items():
+                if key not in props:
+                    validate(value, extra, join_path(path, key), doc, errors)
+    elif isinstance(inst, list):
+        lo, hi = node.get("minItems"), node.get("maxItems")
+        if (lo is not None and len(inst) < lo) or (hi is not None and len(inst) > hi):
+            errors.append((path, f"Size must be between {lo or 0} and {hi if hi is not None else 'unbounded'}"))
+        if "items" in node:
+            for i, item in enumerate(inst):
+                validate(item, node["items"], join_path(path, i), doc, errors)
+    elif isinstance(inst, str):
+        n = utf16_len(inst)
+        lo, hi = node.get("minLength"), node.get("maxLength")
+        if (lo is not None and n < lo) or (hi is not None and n > hi):
+            errors.append((path, f"Length must be between {lo or 0} and {hi if hi is not None else 'unbounded'}"))
+        if "pattern" in node and not re.search(node["pattern"], inst):
+            errors.append((path, f"must match {node['pattern']}"))
+    if "enum" in node and inst not in node["enum"]:
+        errors.append((path, f"must be one of the following values: [{', '.join(map(str, node['enum']))}]"))
+    if isinstance(inst, (int, float)) and not isinstance(inst, bool):
+        if "minimum" in node and inst < node["minimum"]:
+            errors.append((path, f"must be greater than or equal to {node['minimum']}"))
+        if "maximum" in node and inst > node["maximum"]:
+            errors.append((path, f"must be less than or equal to {node['maximum']}"))
+    return errors
 
 
-def _dispatch(name: str, node: dict[str, Any]) -> dict[str, Any]:
-    """A discriminated schema: its own fields (the base), then the subtype its property names."""
-    prop = node["discriminator"]["propertyName"]
-    mapping = node["discriminator"]["mapping"]
-    return {
-        "allOf": [
-            {"$ref": f"#/$defs/{name}{BASE}"},
-            {"required": [prop], "properties": {prop: {"enum": list(mapping)}}},
-            *({"if": {"properties": {prop: {"const": value}}, "required": [prop]},
-               "then": {"$ref": "#/$defs/" + str(target).removeprefix(COMPONENTS)}}
-              for value, target in mapping.items()),
-        ],
-    }
+# ---- limits LINE documents outside the schema ---------------------------------
 
-
-@functools.cache
-def _definitions() -> dict[str, Any]:
-    with open(SCHEMA_FILE, encoding="utf-8") as source:
-        schemas: dict[str, Any] = yaml.safe_load(source)["components"]["schemas"]
-    discriminated = {name for name, node in schemas.items() if "discriminator" in node}
-    defs: dict[str, Any] = {}
-    for name, node in schemas.items():
-        converted = _convert(node, discriminated)
-        if name in discriminated:
-            defs[name + BASE] = converted
-            defs[name] = _dispatch(name, node)
-        else:
-            defs[name] = converted
-    return defs
-
-
-@functools.cache
-def _validator(schema_name: str) -> Draft202012Validator:
-    return Draft202012Validator({"$defs": _definitions(), "$ref": f"#/$defs/{schema_name}"})
-
-
-def _path(parts: Sequence[Any], prefix: str) -> str:
-    path = prefix
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path
-
-
-def _leaf(error: ValidationError) -> ValidationError:
-    """The most specific cause (a dispatch's `allOf`/`if` wraps the subtype's real complaint)."""
-    while error.context:
-        error = min(error.context, key=lambda e: (-len(e.absolute_path), str(e.message)))
-    return error
-
-
-def schema_problems(instance: Any, schema_name: str, prefix: str = "") -> list[Problem]:
-    """Where `instance` breaks LINE's schema `schema_name` (e.g. "Message"), deepest field first."""
-    errors = sorted(_validator(schema_name).iter_errors(instance), key=lambda e: -len(e.absolute_path))
-    problems: list[Problem] = []
-    for error in errors:
-        leaf = _leaf(error)
-        parts = list(leaf.absolute_path)
-        if leaf.validator == "required" and isinstance(leaf.instance, dict):
-            parts += [name for name in leaf.validator_value if name not in leaf.instance][:1]
-        problems.append((_path(parts, prefix), leaf.message))
-    return problems
-
-
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-
-
-def _actions(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every Flex action object under `node` (button actions, default actions), with its path."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            sub = f"{path}.{key}"
-            if key in ("action", "defaultAction") and isinstance(value, dict):
-                yield sub, value
-            yield from _actions(value, sub)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _actions(value, f"{path}[{index}]")
-
-
-def _action_problems(action: dict[str, Any], path: str, label_max: int) -> list[Problem]:
-    problems: list[Problem] = []
+def _check_action(action: Any, path: str, errors: Errors, label_max: int) -> None:
+    if not isinstance(action, dict):
+        return
     label = action.get("label")
     if isinstance(label, str) and utf16_len(label) > label_max:
-        problems.append((f"{path}.label", f"at most {label_max} characters (UTF-16 units, as LINE counts)"))
+        errors.append((join_path(path, "label"), f"Length must be between 0 and {label_max}"))
     data = action.get("data")
     if action.get("type") == "postback" and isinstance(data, str) and utf16_len(data) > MAX_POSTBACK_DATA:
-        problems.append((f"{path}.data", f"at most {MAX_POSTBACK_DATA} characters"))
-    return problems
+        errors.append((join_path(path, "data"), f"Length must be between 0 and {MAX_POSTBACK_DATA}"))
 
 
-def limit_problems(message: dict[str, Any], path: str) -> list[Problem]:
-    """LINE's documented limits that its schema does not encode, for one schema-valid message."""
-    problems: list[Problem] = []
-    kind = message.get("type")
-    text = message.get("text")
-    if kind in ("text", "textV2") and isinstance(text, str) and utf16_len(text) > MAX_TEXT:
-        problems.append((f"{path}.text", f"at most {MAX_TEXT} characters (UTF-16 units, as LINE counts)"))
-    alt = message.get("altText")
-    if isinstance(alt, str) and utf16_len(alt) > MAX_ALT_TEXT:
-        problems.append((f"{path}.altText", f"at most {MAX_ALT_TEXT} characters (UTF-16 units, as LINE counts)"))
-    if kind == "flex":
-        contents = message.get("contents") or {}
-        where = f"{path}.contents"
-        if contents.get("type") == "carousel":
-            bubbles = contents.get("contents") or []
-            if len(bubbles) > MAX_CAROUSEL_BUBBLES:
-                problems.append((f"{where}.contents", f"a carousel has at most {MAX_CAROUSEL_BUBBLES} bubbles"))
-            if _json_size(contents) > MAX_CAROUSEL_BYTES:
-                problems.append((where, f"a carousel's JSON is at most {MAX_CAROUSEL_BYTES} bytes"))
-            problems += [(f"{where}.contents[{i}]", f"a bubble's JSON is at most {MAX_BUBBLE_BYTES} bytes")
-                         for i, bubble in enumerate(bubbles) if _json_size(bubble) > MAX_BUBBLE_BYTES]
-        elif _json_size(contents) > MAX_BUBBLE_BYTES:
-            problems.append((where, f"a bubble's JSON is at most {MAX_BUBBLE_BYTES} bytes"))
-        for action_path, action in _actions(contents, where):
-            problems += _action_problems(action, action_path, MAX_FLEX_ACTION_LABEL)
-    template = message.get("template")
-    if kind == "template" and isinstance(template, dict):
-        for index, action in enumerate(template.get("actions") or []):
-            if isinstance(action, dict):
-                problems += _action_problems(action, f"{path}.template.actions[{index}]", MAX_ACTION_LABEL)
-    quick = message.get("quickReply")
-    items = quick.get("items") if isinstance(quick, dict) else None
-    if isinstance(items, list):
-        if len(items) > MAX_QUICK_REPLY_ITEMS:
-            problems.append((f"{path}.quickReply.items", f"at most {MAX_QUICK_REPLY_ITEMS} items"))
-        for index, item in enumerate(items):
-            if isinstance(item, dict) and isinstance(item.get("action"), dict):
-                problems += _action_problems(item["action"], f"{path}.quickReply.items[{index}].action",
-                                             MAX_ACTION_LABEL)
-    return problems
+def _walk_flex_actions(node: Any, path: str, errors: Errors) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            sub = join_path(path, key)
+            if key in ("action", "defaultAction"):
+                _check_action(value, sub, errors, MAX_FLEX_ACTION_LABEL)
+            _walk_flex_actions(value, sub, errors)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _walk_flex_actions(value, join_path(path, i), errors)
 
 
-def message_problems(messages: Any, field: str = "messages") -> list[Problem]:
-    """Everything LINE would refuse in a list of message objects for one send (1-5 messages)."""
+def _check_flex(contents: Any, path: str, errors: Errors, carousel_bytes: int, bubble_bytes: int) -> None:
+    if not isinstance(contents, dict):
+        return
+    if contents.get("type") == "carousel":
+        bubbles = contents.get("contents") or []
+        if len(bubbles) > MAX_CAROUSEL_BUBBLES:
+            errors.append((join_path(path, "contents"), f"Size must be between 1 and {MAX_CAROUSEL_BUBBLES}"))
+        if json_size(contents) > carousel_bytes:
+            errors.append((path, f"Size of the carousel must be at most {carousel_bytes} bytes"))
+        for i, bubble in enumerate(bubbles):
+            if json_size(bubble) > bubble_bytes:
+                errors.append((join_path(join_path(path, "contents"), i),
+                               f"Size of a bubble must be at most {bubble_bytes} bytes"))
+    elif contents.get("type") == "bubble" and json_size(contents) > bubble_bytes:
+        errors.append((path, f"Size of a bubble must be at most {bubble_bytes} bytes"))
+    _walk_flex_actions(contents, path, errors)
+
+
+def check_message_limits(messages: Any, errors: Errors, *, prefix: str = "messages",
+                         carousel_bytes: int = MAX_CAROUSEL_BYTES, bubble_bytes: int = MAX_BUBBLE_BYTES) -> None:
+    """LINE's documented per-message limits (UTF-16 lengths, carousel size...).
+
+    The byte limits default to ours (`core.line_limits`, a little under LINE's "50 KB" / "30 KB" so a
+    message we accept is never refused); the simulator passes LINE's own.
+    """
     if not isinstance(messages, list):
-        return [(field, "must be a list of LINE message objects")]
+        return
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            continue
+        path = f"{prefix}[{i}]"
+        text = msg.get("text")
+        if msg.get("type") in ("text", "textV2") and isinstance(text, str) and utf16_len(text) > MAX_TEXT:
+            errors.append((f"{path}.text", f"Length must be between 0 and {MAX_TEXT}"))
+        alt = msg.get("altText")
+        if isinstance(alt, str) and utf16_len(alt) > MAX_ALT_TEXT:
+            errors.append((f"{path}.altText", f"Length must be between 0 and {MAX_ALT_TEXT}"))
+        if msg.get("type") == "flex":
+            _check_flex(msg.get("contents"), f"{path}.contents", errors, carousel_bytes, bubble_bytes)
+        if msg.get("type") == "template" and isinstance(msg.get("template"), dict):
+            tpl = msg["template"]
+            for key in ("actions",):
+                for j, act in enumerate(tpl.get(key) or []):
+                    _check_action(act, f"{path}.template.{key}[{j}]", errors, MAX_ACTION_LABEL)
+        quick = msg.get("quickReply")
+        if isinstance(quick, dict) and isinstance(quick.get("items"), list):
+            for j, item in enumerate(quick["items"]):
+                if isinstance(item, dict):
+                    _check_action(item.get("action"), f"{path}.quickReply.items[{j}].action",
+                                  errors, MAX_ACTION_LABEL)
+
+
+def message_errors(messages: list[Any], prefix: str = "messages") -> Errors:
+    """What LINE would refuse in these message objects (as a push's `messages`): schema first, then limits."""
+    errors: Errors = []
     if not 1 <= len(messages) <= MAX_MESSAGES_PER_REQUEST:
-        return [(field, f"1 to {MAX_MESSAGES_PER_REQUEST} messages")]
-    problems: list[Problem] = []
-    for index, message in enumerate(messages):
-        path = f"{field}[{index}]"
-        found = schema_problems(message, "Message", path)
-        if not found and isinstance(message, dict):
-            found = limit_problems(message, path)
-        problems += found
-    return problems
+        errors.append((prefix, f"Size must be between 1 and {MAX_MESSAGES_PER_REQUEST}"))
+        return errors
+    for i, message in enumerate(messages):
+        validate(message, schema("Message"), join_path(prefix, i), "messaging", errors)
+    if not errors:
+        check_message_limits(messages, errors, prefix=prefix)
+    return errors

@@ -12,12 +12,14 @@ from flows.broadcasts.attribution import broadcast_records
 from flows.reminders import state as reminders
 from flows.reminders.plan import RemindersFlow
 from flows.segments import tags as tag_rules
+from flows.sequences import ingest as sequences
+from flows.sequences.plan import SequencesFlow
 from storage.signals import Signals
 
 
 def delivery_flows(public_base: str) -> list[Flow]:
     """Fresh flow objects for one engine run (they cache per-run reads)."""
-    return [RemindersFlow(public_base)]
+    return [RemindersFlow(public_base), SequencesFlow()]
 
 
 def connect_listeners(signals: Signals) -> Signals:
@@ -27,6 +29,13 @@ def connect_listeners(signals: Signals) -> Signals:
     signals.order_recorded.connect(reminders.on_order_recorded)
     signals.order_recorded.connect(attribution.on_order_recorded)
     signals.browser_events.connect(reminders.on_browser_events)
+    # Step sequences: triggers start runs, goals end them (after attribution, which a goal's order shares).
+    signals.browser_events.connect(sequences.on_browser_events)
+    signals.order_recorded.connect(sequences.on_order_recorded)
+    signals.customer_followed.connect(sequences.on_customer_followed)
+    signals.browser_linked.connect(sequences.on_browser_linked)
+    signals.tags_changed.connect(sequences.on_tags_changed)
+    # Tag rules (seed 003, `PUT /settings/tags`): the tags they write are tags_changed signals like any other.
     signals.order_recorded.connect(tag_rules.on_order_recorded)
     signals.tags_changed.connect(tag_rules.on_tags_changed)
     return signals

@@ -118,6 +118,21 @@ class ContactRepository:
             return False
         return result.modified_count == 1 or result.upserted_id is not None
 
+    async def wake_flow(self, shop_id: str, key: str, now: datetime, when: Mapping[str, Any]) -> int:
+        """Make every such sub-state of the shop due now (e.g. a definition edit shortened their wait): the
+        engine re-plans them at once. Scans the shop's contacts (no index names a sub-state), so it is for
+        rare admin edits only, never for ingest. Returns how many contacts were woken."""
+        query = {"shop_id": shop_id, f"flows.{key}.due_at": {"$gt": now},
+                 **{f"flows.{key}.{name}": value for name, value in when.items()}}
+        current = {"$ifNull": ["$next_due_at", NEVER]}
+        result = await self._contacts.update_many(query, [{"$set": {
+            "flows": _merge_state(key, {"due_at": now}),
+            "v": {"$add": [{"$ifNull": ["$v", 0]}, 1]},
+            "next_due_at": {"$cond": [{"$eq": [{"$ifNull": ["$claim", None]}, None]},
+                                      {"$min": [current, {"$literal": now}]}, current]},
+        }}])
+        return result.modified_count
+
     async def get(self, shop_id: str, line_user_id: str) -> Document | None:
         return await self._contacts.find_one({"_id": customer_key(shop_id, line_user_id)})
 

@@ -19,6 +19,7 @@ from storage import (
     points,
     products,
     segments,
+    sequences,
     signals,
     webhook_events,
 )
@@ -36,6 +37,7 @@ INDEXES: list[IndexSpec] = [
     *delivery_log.INDEXES,
     *link_tokens.INDEXES,
     *signals.INDEXES,
+    *sequences.INDEXES,
     *dashboard_sessions.INDEXES,
     *segments.INDEXES,
     *broadcasts.INDEXES,

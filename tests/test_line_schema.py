@@ -1,5 +1,5 @@
-"""LINE message validation in core (`core.line_schema`): the schema with its discriminators, and the limits
-LINE documents outside it — checked against what linesim (LINE's OpenAPI, independently walked) refuses."""
+"""LINE message validation in core (`core.line_schema`), as broadcasts (and step sequences) use it: what LINE
+refuses is refused with its field, and what it accepts passes — checked against linesim's requests too."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.line_schema import message_problems
+from core.line_schema import message_errors
 from linesim.validation import validate_request
 
 BUTTON = {"type": "button", "action": {"type": "uri", "label": "見る", "uri": "https://shop.example/p/1"}}
@@ -27,7 +27,7 @@ VALID: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize("message", VALID, ids=lambda m: str(m["type"]))
 def test_valid_messages_pass_here_and_in_linesim(message: dict[str, Any]) -> None:
-    assert message_problems([message]) == []
+    assert message_errors([message]) == []
     assert validate_request("PushMessageRequest", {"to": "U" + "0" * 32, "messages": [message]}) == []
 
 
@@ -55,13 +55,12 @@ LONG = "😀" * 2501  # 2,501 characters, 5,002 UTF-16 units
      "messages[0].quickReply.items"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_what_line_refuses_is_refused_with_its_field(message: dict[str, Any], field: str) -> None:
-    problems = message_problems([message])
+    problems = message_errors([message])
     assert problems and problems[0][0] == field, problems
     assert validate_request("PushMessageRequest", {"to": "U" + "0" * 32, "messages": [message]}) != []
 
 
 def test_the_message_list_itself() -> None:
-    assert message_problems([]) == [("messages", "1 to 5 messages")]
-    assert message_problems([VALID[0]] * 6) == [("messages", "1 to 5 messages")]
-    assert message_problems({"type": "text"})[0][0] == "messages"
-    assert message_problems([VALID[0], {"type": "text"}])[0][0] == "messages[1].text"
+    assert [field for field, _ in message_errors([])] == ["messages"]
+    assert [field for field, _ in message_errors([VALID[0]] * 6)] == ["messages"]
+    assert message_errors([VALID[0], {"type": "text"}])[0][0] == "messages[1].text"
