@@ -35,8 +35,8 @@ from typing import Any
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import DuplicateKeyError
 
-from storage.customers import customer_key
 from storage.database import Database, Document, IndexSpec, find_by_ids
+from storage.keys import customer_key
 from storage.leases import BY_ID, DUE_INDEX, NEVER, Conditional, DueRef, Lease, LeasedCollection
 
 CONTACTS = "contacts"
