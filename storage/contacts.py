@@ -35,8 +35,8 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import DuplicateKeyError
 
-from storage.customers import customer_key
 from storage.database import Database, Document, IndexSpec, find_by_ids
+from storage.keys import customer_key
 
 CONTACTS = "contacts"
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # "nothing due": sorts after every real time, so `$min` works
