@@ -15,8 +15,9 @@ from typing import Any
 from delivery.engine import Engine, ShopInfo, Work, shop_infos
 from flows.reminders.plan import STATE_KEY, RemindersFlow
 from storage.contacts import ContactRepository
-from storage.customers import CustomerRepository, customer_key
+from storage.customers import CustomerRepository
 from storage.database import Database, Document
+from storage.keys import customer_key
 
 MAX_HOPS = 3  # wait → due → postponed past quiet hours / the cap → send
 ACTIONS = {"send": "send", "defer": "postpone", "hold": "hold", "drop": "skip", "skip": "skip"}
