@@ -9,9 +9,9 @@ import os
 import sys
 from datetime import datetime
 
+from admin_api.orders import OrderBody, order_fields
 from core.settings import load_settings
 from flows.listeners import connect_listeners
-from admin_api.orders import OrderBody, order_fields
 from linking import tracking
 from linking.links import link_browser
 from linking.tracking import BrowserEvent, ingest

@@ -68,10 +68,9 @@ async def link_token(client: TestClient[Any, Any], shop_id: str, bid: str, secre
 
 
 async def sim_call(linesim_url: str, method: str, path: str, body: Any) -> Any:
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, linesim_url + path, json=body) as response:
-            assert response.status < 300, await response.text()
-            return await response.json()
+    async with aiohttp.ClientSession() as session, session.request(method, linesim_url + path, json=body) as response:
+        assert response.status < 300, await response.text()
+        return await response.json()
 
 
 @pytest.fixture

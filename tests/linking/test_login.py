@@ -169,9 +169,9 @@ async def test_an_authorization_code_works_once(
 
 async def test_cancelled_login_links_nothing(client: TestClient[Any, Any], shop: ShopHandle) -> None:
     bid = browser_id()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(await start(client, shop.shop_id, bid) + "&cancel=1", allow_redirects=False) as r:
-            callback = urlsplit(r.headers["Location"])
+    url = await start(client, shop.shop_id, bid) + "&cancel=1"
+    async with aiohttp.ClientSession() as session, session.get(url, allow_redirects=False) as r:
+        callback = urlsplit(r.headers["Location"])
     response = await client.get(urlunsplit(("", "", callback.path, callback.query, "")))
     assert response.status == 400 and "キャンセル" in await response.text()
     assert await browser_owner(client, shop.shop_id, bid) is None
