@@ -16,8 +16,9 @@ from core.clock import FixedClock
 from delivery.context import JobContext, JobSummary
 from flows.broadcasts.runner import BroadcastConfig, send_due, start_due
 from linesim.client import SimClient
-from storage.customers import customer_key, new_customer_fields
+from storage.customers import new_customer_fields
 from storage.database import Database
+from storage.keys import customer_key
 from tests.conftest import START, ShopHandle
 
 TEXT = [{"type": "text", "text": "冬のセールのお知らせ"}]
