@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.typedefs import DATABASE, LINE, SETTINGS
@@ -30,7 +31,7 @@ def user(n: int) -> str:
 
 @dataclass
 class World:
-    client: TestClient[Any, Any]
+    client: TestClient[web.Request, web.Application]
     shop: ShopHandle
     clock: FixedClock
     sim: SimClient
