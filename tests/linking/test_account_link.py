@@ -43,6 +43,7 @@ async def test_full_account_link(client: TestClient[Any, Any], shop: ShopHandle,
     outcome = await complete_account_link(db, shop.shop_id, user, issued["nonce"], "ok", START)
     assert outcome.ok and outcome.browser_id == bid
     customer = await CustomerRepository(db).get(shop.shop_id, user)
+    assert customer is not None
     assert customer["shop_customer_id"] == "member-42" and customer["linked"] is True
     # The same event handled again (recovery after a crash) confirms the link; anyone else is refused.
     replay = await complete_account_link(db, shop.shop_id, user, issued["nonce"], "ok", START)
