@@ -7,8 +7,7 @@ document is generated from the very models that validate (never written twice).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -18,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from admin_api.auth import authenticate_operator, authenticate_shop
 from bot.typedefs import CLOCK, DATABASE
-from core.errors import ApiError, from_validation_error
+from core.errors import from_validation_error
+from core.json_body import parse_json
 from storage.database import Database
 from storage.shops import Shop
 
@@ -38,6 +38,7 @@ class Call(Generic[BodyT, QueryT]):
     shop: Shop | None
     body: BodyT
     query: QueryT
+    params: Mapping[str, str] | None = None  # path parameters; None: the request's own (`match_info`)
 
     @property
     def app(self) -> web.Application:
@@ -51,7 +52,7 @@ class Call(Generic[BodyT, QueryT]):
         return self.request.app[CLOCK].now()
 
     def path(self, name: str) -> str:
-        return self.request.match_info[name]
+        return (self.params if self.params is not None else self.request.match_info)[name]
 
     @property
     def current_shop(self) -> Shop:
@@ -123,19 +124,13 @@ class AdminApi:
 
         return register
 
+    def find(self, method: str, path: str) -> Route | None:
+        """The route declared for this method and path template (e.g. "/shops/{shop_id}/reports/links")."""
+        return next((r for r in self.routes if r.method == method and r.path == path), None)
+
     def setup(self, app: web.Application) -> None:
         for route in self.routes:
             app.router.add_route(route.method, route.full_path, _wrap(route))
-
-
-async def _read_json(request: web.Request) -> Any:
-    raw = await request.read()
-    if not raw:
-        raise ApiError(400, "invalid_json", "request body must be a JSON document")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
 
 
 def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -153,9 +148,11 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
                 raise from_validation_error(exc) from None
         body = None
         if route.body is not None:
-            payload = await _read_json(request)
+            raw = await request.read()
+            parse_json(raw)  # depth, NaN, control characters: a clear 400 before any model sees it
             try:
-                body = route.body.model_validate(payload)
+                # Strict JSON validation: `true` is no integer, "100" no number, a number no date.
+                body = route.body.model_validate_json(raw, strict=True)
             except ValidationError as exc:
                 raise from_validation_error(exc) from None
         result = await route.handler(Call(request, shop, body, query))

@@ -31,6 +31,7 @@ from core.line_client import LineClients
 from core.settings import Settings
 from storage.database import Database
 from storage.shops import Shop
+from storage.signals import deliver_all
 from storage.types import Document
 from storage.webhook_events import AnswerPlan, HandlingResult, WebhookEventRepository
 
@@ -112,9 +113,10 @@ async def handle_batch(
                 planned[ctx.key] = method
     # Everything the answers confirm is stored before the first answer goes out.
     async with turn:
-        await batch.flush()
+        followed = await batch.flush()
         await repository.mark_answering([AnswerPlan(key, claims[key], method) for key, method in planned.items()], at)
 
+    await deliver_all(followed)  # the flows hear the follows (an undelivered intent stays for the drain)
     sent: dict[str, Sent] = {}
 
     async def answer(chain: list[EventContext]) -> None:

@@ -1,24 +1,25 @@
-"""`GET /r/{token}`: count a click on a reminder button, then 302 to the product with UTM parameters.
+"""`GET /r/{token}`: count a click on a button we sent, then 302 to its target with UTM parameters.
 
-The target is always the stored URL of a product of the delivery's own shop,
-looked up by the token — never a URL taken from the request — so this is not
-an open redirect. The token names a delivery (its retry-key UUID) and a bubble
-index; it does not reveal the customer's LINE user ID.
+The token is signed with the shop's click key (`delivery.clicks`) and names either
+a product of that shop — sent to the product's stored URL, looked up now — or a
+URL we put in the message ourselves; never a URL taken from the request, so this
+is not an open redirect. It names the delivery by its retry key, not by the
+customer's LINE user ID.
 """
 
 from __future__ import annotations
 
-import re
-import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
 from bot.typedefs import CLOCK, DATABASE
-from storage.deliveries import DeliveryRepository
+from delivery.clicks import click_secret, parse_click, shop_of
+from storage.delivery_log import DeliveryLog
 from storage.products import ProductRepository
+from storage.shops import ShopRepository
 
-TOKEN = re.compile(r"^([0-9a-f]{32})-(\d{1,2})$")
+MAX_TOKEN = 1000
 
 
 def with_utm(url: str, params: dict[str, str]) -> str:
@@ -32,27 +33,30 @@ def _not_found() -> web.Response:
     return web.Response(status=404, text="このリンクは無効です。", content_type="text/plain")
 
 
+def _web_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
 async def click_redirect(request: web.Request) -> web.StreamResponse:
-    match = TOKEN.match(request.match_info["token"])
-    if match is None:
-        return _not_found()
-    delivery_id, index = str(uuid.UUID(hex=match.group(1))), int(match.group(2))
+    token = request.match_info["token"]
+    shop_id = shop_of(token) if len(token) <= MAX_TOKEN else None
     database = request.app[DATABASE]
-    deliveries = DeliveryRepository(database)
-    delivery = await deliveries.get(delivery_id)
-    products = (delivery or {}).get("products") or []
-    if delivery is None or delivery.get("status") != "sent" or index >= len(products):
+    shop = await ShopRepository(database).get(shop_id) if shop_id else None
+    click = parse_click(token, click_secret(shop.line.channel_secret)) if shop else None
+    if shop is None or click is None or click.shop_id != shop.shop_id:
         return _not_found()
-    product = await ProductRepository(database).get(delivery["shop_id"], products[index]["product_id"])
-    url = str((product or {}).get("url") or "")
-    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+    url = click.url
+    if click.product_id is not None:
+        product = await ProductRepository(database).get(shop.shop_id, click.product_id)
+        url = str((product or {}).get("url") or "")
+    if not url or not _web_url(url):
         return _not_found()
-    await deliveries.record_click(delivery_id, index, request.app[CLOCK].now())
-    target = with_utm(url, {
-        "utm_source": "line", "utm_medium": "message", "utm_campaign": f"{delivery['campaign']}",
-        "utm_content": f"step{delivery['step']}",
-    })
-    raise web.HTTPFound(target)
+    await DeliveryLog(database).record_click(shop.shop_id, click.flow, click.step, click.key, click.target,
+                                             request.app[CLOCK].now())
+    content = f"step{click.step}" if click.step is not None else "message"
+    raise web.HTTPFound(with_utm(url, {"utm_source": "line", "utm_medium": "message", "utm_campaign": click.flow,
+                                       "utm_content": content}))
 
 
 def setup_redirect(app: web.Application) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from core.clock import Clock
 from core.settings import Settings
 
 if TYPE_CHECKING:
+    from admin_api.registry import AdminApi
     from bot.pipeline import HandlingPipeline
     from core.line_client import LineClients
     from storage.database import Database
@@ -24,3 +26,5 @@ LINE: web.AppKey[LineClients] = web.AppKey("line")
 SHOPS: web.AppKey[ShopCache] = web.AppKey("shops")
 WEBHOOK_PIPELINE: web.AppKey[HandlingPipeline] = web.AppKey("webhook_pipeline")
 WEBHOOK_WRITES: web.AppKey[GroupCommit[Document, bool]] = web.AppKey("webhook_writes")
+ADMIN_API: web.AppKey[AdminApi] = web.AppKey("admin_api")  # the composed admin routes (the dashboard calls them)
+BACKGROUND_TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("background_tasks")

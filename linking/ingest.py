@@ -12,9 +12,11 @@ round trips whatever its size:
    journal barrier after it: storage.durability): the
    events that are new (unique by the client's event ID, so a retried beacon
    counts once), the browsers' product view counters (`$inc` of the new
-   views), and the `product_viewed` intents for linked browsers. Either all
-   of it is stored or none of it: a crash between the events and their
-   counters cannot lose views, and a retry after a failure counts them once;
+   views), the `product_viewed` intents for linked browsers and the
+   `browser_events` intent of each shop (its new events the flows hear).
+   Either all of it is stored or none of it: a crash between the events and
+   their counters or intents cannot lose views, and a retry after a failure
+   counts them once;
 3. after the commit, the owners of the viewed browsers are read again: a link
    that raced with us is caught up (its views claimed, its intents written),
    and the intents are delivered (listeners run, intents deleted; what a
@@ -153,9 +155,9 @@ async def ingest_group(db: Database, submissions: list[Submission], now: datetim
                     owner_of.append(index)
     if not docs:
         return [Verdict(refused=reason) for reason in refused]
-    viewed = {(doc["shop_id"], doc["browser_id"]) for doc in docs
-              if doc.get("type") == "page_view" and doc.get("product_id")}
-    before = await _owners(db, viewed) if viewed else {}
+    # Every browser's owner as read before the write: view rows start attributed to it, and the flows hear
+    # a page view of a linked browser (`browser_events`); a link racing with us is caught up after the commit.
+    before = await _owners(db, {(doc["shop_id"], doc["browser_id"]) for doc in docs})
 
     new_keys: set[str] = set()
     intents: list[Intent] = []
@@ -173,6 +175,8 @@ async def ingest_group(db: Database, submissions: list[Submission], now: datetim
                  for (shop_id, browser_id), counts in views.items() if before.get((shop_id, browser_id))
                  for view in counts]
         intents[:] = await db.signals.product_viewed.intend_many(db, calls, now, session=session)
+        intents.extend(await db.signals.browser_events.intend_many(db, _flow_events(new, before, now), now,
+                                                                   session=session))
         new_keys.clear()
         new_keys.update(doc["_id"] for doc in new)
 
@@ -194,6 +198,18 @@ async def ingest_group(db: Database, submissions: list[Submission], now: datetim
         if doc["_id"] in new_keys:
             stored[index] += 1
     return [Verdict(refused=reason, stored=stored[index]) for index, reason in enumerate(refused)]
+
+
+def _flow_events(new: list[Document], owners: dict[tuple[str, str], str | None],
+                 now: datetime) -> list[tuple[str, list[Document], datetime]]:
+    """`browser_events` calls, one per shop: its new carts, checkouts and purchases of any browser (a cart may
+    belong to a customer linked later) and page views of linked browsers, each with the browser's owner."""
+    by_shop: dict[str, list[Document]] = defaultdict(list)
+    for doc in new:
+        owner = owners.get((doc["shop_id"], doc["browser_id"]))
+        if doc.get("type") != "page_view" or owner:
+            by_shop[doc["shop_id"]].append({**doc, "line_user_id": owner})
+    return [(shop_id, events, now) for shop_id, events in by_shop.items()]
 
 
 def _duplicate(exc: DuplicateKeyError | BulkWriteError) -> bool:

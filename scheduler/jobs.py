@@ -7,8 +7,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.richmenu.segments import refresh_menus
 from delivery.context import JobContext, JobSummary
-from flows.reminders.engine import run_reminders
+from delivery.engine import Engine
+from flows.broadcasts import runner as broadcasts
+from flows.listeners import delivery_flows
 
 log = logging.getLogger("linecrm.scheduler")
 
@@ -26,10 +29,24 @@ async def drain_outbox(ctx: JobContext, now: datetime, shop_id: str | None) -> J
     return await ctx.database.signals.drain(ctx.database, now)
 
 
+async def deliver(ctx: JobContext, now: datetime, shop_id: str | None) -> JobSummary:
+    """Every per-customer flow on the one engine (one due stream, one policy, one settle per contact)."""
+    return await Engine(delivery_flows(ctx.settings.public_base)).run(ctx, now, shop_id)
+
+
+async def broadcast(ctx: JobContext, now: datetime, shop_id: str | None) -> JobSummary:
+    """Segment broadcasts: freeze the audiences whose moment came, then multicast every due batch."""
+    started = await broadcasts.start_due(ctx, now, shop_id)
+    sent = await broadcasts.send_due(ctx, now, shop_id)
+    return {**{f"start:{k}": v for k, v in started.items()}, **sent}
+
+
 # Order matters: the outbox first, so flow state left behind by a crash is current before the flows run.
 JOBS: Sequence[Job] = (
     Job("outbox", drain_outbox),
-    Job("reminders", run_reminders),
+    Job("delivery", deliver),
+    Job("broadcasts", broadcast),
+    Job("segment_menus", refresh_menus),
 )
 
 

@@ -26,10 +26,7 @@ from pymongo import ASCENDING, ReturnDocument, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from storage.database import Database, Document, IndexSpec
-
-
-def customer_key(shop_id: str, line_user_id: str) -> str:
-    return f"{shop_id}:{line_user_id}"
+from storage.keys import customer_key
 
 
 def new_customer_fields(shop_id: str, line_user_id: str, now: datetime) -> dict[str, Any]:
@@ -48,14 +45,36 @@ def new_customer_fields(shop_id: str, line_user_id: str, now: datetime) -> dict[
     }
 
 
+# THE definition of a customer we may push marketing to (every flow's policy) and of a reachable
+# customer (the linking report's count: messageable and linked): each condition, in the order a refusal
+# is reported, with the stored value it needs and the reason named when it fails.
+MESSAGEABLE: tuple[tuple[str, bool, str], ...] = (
+    ("blocked", False, "blocked"),
+    ("opted_out", False, "opted_out"),
+    ("friend", True, "not_friend"),
+)
+REACHABLE: tuple[tuple[str, bool, str], ...] = (*MESSAGEABLE, ("linked", True, "not_linked"))
+
+
+def unmessageable_reason(customer: Mapping[str, Any]) -> str | None:
+    """Why no flow may push marketing messages to this customer, or None when any may."""
+    for field_name, needed, reason in MESSAGEABLE:
+        if bool(customer.get(field_name)) is not needed:
+            return reason
+    return None
+
+
+def unreachable_reason(customer: Mapping[str, Any]) -> str | None:
+    """Why we may not push to this customer, or None when they are reachable."""
+    for field_name, needed, reason in REACHABLE:
+        if bool(customer.get(field_name)) is not needed:
+            return reason
+    return None
+
+
 def reachable_filter(shop_id: str) -> dict[str, object]:
-    """Linked customers we may push to (`is_reachable` plus linked), as an indexed query."""
-    return {"shop_id": shop_id, "linked": True, "friend": True, "blocked": False, "opted_out": False}
-
-
-def is_reachable(customer: Document) -> bool:
-    """May we push marketing messages to this customer at all?"""
-    return bool(customer.get("friend")) and not customer.get("blocked") and not customer.get("opted_out")
+    """`unreachable_reason(...) is None` as an indexed query (index `shop_linked_reachable`)."""
+    return {"shop_id": shop_id, **{field_name: needed for field_name, needed, _ in REACHABLE}}
 
 
 @dataclass(frozen=True)
@@ -136,6 +155,7 @@ DUPLICATE_KEY = 11000
 
 class CustomerRepository:
     def __init__(self, database: Database) -> None:
+        self._database = database
         self._customers = database["customers"]
 
     async def get(self, shop_id: str, line_user_id: str) -> Document | None:
@@ -232,7 +252,14 @@ class CustomerRepository:
         self, shop_id: str, line_user_ids: list[str], add: list[str], remove: list[str], fields: dict[str, Any],
         now: datetime,
     ) -> None:
-        """Add/remove tags (and set fields such as rank) for many customers; unknown customers are created."""
+        """Add/remove tags (and set fields such as rank) for many customers; unknown customers are created.
+
+        `tags_changed` is intended before the write (a crash leaves it for the worker's outbox drain).
+        """
+        intent = None
+        if add or remove:
+            intent = await self._database.signals.tags_changed.intend(
+                self._database, shop_id, list(line_user_ids), list(add), list(remove), now, now=now)
         insert = {k: v for k, v in new_customer_fields(shop_id, line_user_id="", now=now).items()
                   if k not in ("tags", "line_user_id", *fields)}
         ops: list[UpdateOne | UpdateMany] = []
@@ -250,17 +277,39 @@ class CustomerRepository:
             keys = [customer_key(shop_id, u) for u in line_user_ids]
             ops.append(UpdateMany({"_id": {"$in": keys}}, {"$pull": {"tags": {"$in": remove}}}))
         await self._customers.bulk_write(ops, ordered=True)
+        if intent is not None:
+            await intent.deliver()
 
     async def update_fields(self, shop_id: str, line_user_id: str, fields: dict[str, Any], now: datetime) -> None:
         """Set merchant-owned fields (rank, e-mail, tags, shop customer ID), creating the customer if needed."""
         if "shop_customer_id" in fields and fields["shop_customer_id"] is not None:
             await self._release_shop_customer_id(shop_id, fields["shop_customer_id"], line_user_id)
         insert = {k: v for k, v in new_customer_fields(shop_id, line_user_id, now).items() if k not in fields}
+        intent = None
+        if fields.get("tags") is not None:
+            before = await self._customers.find_one({"_id": customer_key(shop_id, line_user_id)}, {"tags": 1})
+            old, new = set((before or {}).get("tags") or []), set(fields["tags"])
+            if old != new:
+                intent = await self._database.signals.tags_changed.intend(
+                    self._database, shop_id, [line_user_id], sorted(new - old), sorted(old - new), now, now=now)
         await self._customers.update_one(
             {"_id": customer_key(shop_id, line_user_id)},
             {"$set": {**fields, "updated_at": now}, "$setOnInsert": insert},
             upsert=True,
         )
+        if intent is not None:
+            await intent.deliver()
+
+    async def reachability_changed(self, shop_id: str, since: datetime) -> dict[str, Document]:
+        """Customers who blocked us or opted out at or after `since` (two indexed ranges): who of an audience
+        frozen at `since` may have become unreachable. The current documents are returned (the caller
+        checks what holds now: a customer may have come back)."""
+        found: dict[str, Document] = {}
+        projection = {"line_user_id": 1, "friend": 1, "blocked": 1, "opted_out": 1}
+        for moment in ("unfollowed_at", "opted_out_at"):
+            async for doc in self._customers.find({"shop_id": shop_id, moment: {"$gte": since}}, projection):
+                found[str(doc["line_user_id"])] = doc
+        return found
 
     async def map_shop_customer_ids(self, shop_id: str, pairs: list[tuple[str, str]], now: datetime) -> None:
         """Record shop customer ID -> LINE user; an ID moves away from whoever held it before."""
@@ -309,6 +358,9 @@ INDEXES: list[IndexSpec] = (
         IndexSpec("customers", [("shop_id", 1), ("linked", 1), ("line_user_id", 1)], "shop_linked_user"),
         IndexSpec("customers", [("shop_id", 1), ("opted_out", 1), ("line_user_id", 1)], "shop_opted_out_user"),
         IndexSpec("customers", [("shop_id", 1), ("blocked", 1), ("line_user_id", 1)], "shop_blocked_user"),
+        # When a customer stopped being reachable: a broadcast checks its frozen audience against these.
+        IndexSpec("customers", [("shop_id", 1), ("unfollowed_at", 1)], "shop_unfollowed"),
+        IndexSpec("customers", [("shop_id", 1), ("opted_out_at", 1)], "shop_opted_out_at"),
         # Unique among customers that have one; the engine does not plan lookups on a partial
         # index, so a plain one (longer key pattern) serves the look-ups.
         IndexSpec(

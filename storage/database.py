@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
@@ -14,10 +16,24 @@ from pymongo.errors import OperationFailure
 from storage.signals import Signals
 from storage.types import Document, IndexSpec
 
-__all__ = ["Database", "Document", "IndexSpec", "connect"]  # the shared types are re-exported for the repositories
+__all__ = ["Database", "Document", "IndexSpec", "connect", "find_by_ids"]  # shared types re-exported
 
 log = logging.getLogger("linecrm.storage")
 HEARTBEAT_MS = 1000
+
+ID_CHUNK = 50  # ids per `_id: {$in}`: the embedded database's cost grows faster than the list (50 ≈ 10 ms)
+
+
+async def find_by_ids(collection: AsyncCollection[Document], ids: Sequence[str],
+                      projection: Mapping[str, Any] | None = None) -> list[Document]:
+    """Documents by `_id`, in concurrent chunks (one round trip's latency, not one per chunk)."""
+    unique = list(dict.fromkeys(ids))
+    chunks = [unique[i:i + ID_CHUNK] for i in range(0, len(unique), ID_CHUNK)]
+
+    async def read(chunk: list[str]) -> list[Document]:
+        return [doc async for doc in collection.find({"_id": {"$in": chunk}}, projection)]
+
+    return [doc for part in await asyncio.gather(*(read(chunk) for chunk in chunks)) for doc in part]
 
 
 @dataclass
@@ -66,6 +82,15 @@ class Database:
         await self.client.close()
 
 
+# Every write is acknowledged only once it is in the journal on disk (`j: true`) - and, on a replica
+# set, on a majority of members - so nothing we answered 200/201 for (webhook and tracking events,
+# deliveries, ledger entries, orders, shops…) is lost when the database is killed or fails over.
+# Measured cost on the embedded database: +0.2 ms per single-document write, +0.1 ms per bulk
+# write (README "Durability"). Without it, SecantusDB keeps commits in its log buffer and a
+# SIGKILL loses the last ones (tests/storage/test_durability.py).
+WRITE_CONCERN_W, WRITE_CONCERN_JOURNAL = "majority", True
+
+
 def connect(uri: str, db_name: str, *, server_selection_timeout_ms: int = 5000) -> Database:
     """Open a client inside the running loop (the async client binds to it).
 
@@ -75,5 +100,6 @@ def connect(uri: str, db_name: str, *, server_selection_timeout_ms: int = 5000) 
     client: AsyncMongoClient[Document] = AsyncMongoClient(
         uri, serverSelectionTimeoutMS=server_selection_timeout_ms, tz_aware=True, appname="linecrm",
         heartbeatFrequencyMS=HEARTBEAT_MS,
+        w=WRITE_CONCERN_W, journal=WRITE_CONCERN_JOURNAL,
     )
     return Database(client=client, db=client[db_name])

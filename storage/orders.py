@@ -35,8 +35,10 @@ from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from storage.customers import customer_key, new_customer_fields
+from storage.bulk import only_duplicates
+from storage.customers import new_customer_fields
 from storage.database import Database, Document, IndexSpec
+from storage.keys import browser_key, customer_key, shop_scoped
 from storage.paging import newest_first_page
 from storage.products import ProductRepository
 from storage.signals import Intent
@@ -70,7 +72,7 @@ log = logging.getLogger("linecrm.orders")
 
 
 def order_key(shop_id: str, order_id: str) -> str:
-    return f"{shop_id}:{order_id}"
+    return shop_scoped(shop_id, order_id)
 
 
 @dataclass(frozen=True)
@@ -198,11 +200,6 @@ class StaleBatch(Exception):
     """Another writer changed one of the batch's orders after we read it: read and plan again."""
 
 
-def _only_duplicates(exc: BulkWriteError) -> bool:
-    errors = exc.details.get("writeErrors") or []
-    return bool(errors) and all(error.get("code") == 11000 for error in errors)
-
-
 class OrderRepository:
     def __init__(self, database: Database) -> None:
         self._database = database
@@ -216,13 +213,13 @@ class OrderRepository:
         secondary index is slow here) with one indexed look-up per distinct value.
         """
         resolved: list[str | None] = [identity.line_user_id or None for identity in identities]
-        browser_keys = sorted({f"{shop_id}:{i.browser_id}" for i, r in zip(identities, resolved) if r is None and i.browser_id})
+        browser_keys = sorted({browser_key(shop_id, i.browser_id) for i, r in zip(identities, resolved) if r is None and i.browser_id})
         if browser_keys:
             linked: dict[str, str] = {}
             async for doc in self._database["browsers"].find({"_id": {"$in": browser_keys}}, {"line_user_id": 1}):
                 if doc.get("line_user_id"):
                     linked[doc["_id"]] = str(doc["line_user_id"])
-            resolved = [r or (linked.get(f"{shop_id}:{i.browser_id}") if i.browser_id else None)
+            resolved = [r or (linked.get(browser_key(shop_id, i.browser_id)) if i.browser_id else None)
                         for i, r in zip(identities, resolved)]
         for field_name, attribute in (("shop_customer_id", "customer_id"), ("email", "email")):
             wanted = {getattr(i, attribute) for i, r in zip(identities, resolved) if r is None and getattr(i, attribute)}
@@ -274,7 +271,7 @@ class OrderRepository:
                     await session.with_transaction(partial(self._write, shop_id, plan, now, intents))
                 return plan.recorded, intents
             except (StaleBatch, DuplicateKeyError, BulkWriteError) as exc:
-                if isinstance(exc, BulkWriteError) and not _only_duplicates(exc):
+                if isinstance(exc, BulkWriteError) and not only_duplicates(exc):
                     raise
                 if attempt + 1 == MAX_ATTEMPTS:
                     raise
@@ -300,14 +297,7 @@ class OrderRepository:
                 "$setOnInsert": {**insert, "totals.first_seen_at": now},
             }
             if change.recompute_latest:  # the latest remaining paid order, reading our own writes
-                latest = await self._orders.find_one(
-                    {"shop_id": shop_id, "line_user_id": line_user_id, "status": "paid"},
-                    sort=[("ordered_at", DESCENDING), ("_id", DESCENDING)],
-                    projection={"ordered_at": 1},
-                    hint="shop_user_ordered",
-                    session=session,
-                )
-                update["$set"]["totals.last_purchase_at"] = latest["ordered_at"] if latest else None
+                update["$set"]["totals.last_purchase_at"] = await self._latest_paid(shop_id, line_user_id, session)
             elif change.latest_paid_at is not None:
                 update["$max"] = {"totals.last_purchase_at": change.latest_paid_at}
             updates.append(UpdateOne({"_id": customer_key(shop_id, line_user_id)}, update, upsert=True))
@@ -321,6 +311,20 @@ class OrderRepository:
                 intents.append(await self._database.signals.order_recorded.intend(
                     self._database, r.order, r.previous, now, now=now, session=session))
 
+    async def _latest_paid(self, shop_id: str, line_user_id: str, session: AsyncClientSession) -> datetime | None:
+        """The customer's latest paid order time, newest first through (shop_id, line_user_id, ordered_at).
+
+        The status is checked here, not in the filter: the embedded database plans an index only when it
+        covers every filter field (and a hint makes it walk the whole index).
+        """
+        cursor = self._orders.find({"shop_id": shop_id, "line_user_id": line_user_id},
+                                   {"ordered_at": 1, "status": 1}, session=session).sort(
+            [("ordered_at", DESCENDING), ("_id", DESCENDING)])
+        async for order in cursor:
+            if order.get("status") == "paid":
+                return order.get("ordered_at")
+        return None
+
     async def _ensure_customers(self, shop_id: str, recorded: Sequence[Recorded], now: datetime) -> None:
         """A LINE user named by an unpaid order exists as a customer too (paid ones were upserted with their totals)."""
         users = sorted({str(r.order["line_user_id"]) for r in recorded
@@ -332,7 +336,7 @@ class OrderRepository:
         try:
             await self._customers.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:  # a concurrent upsert created it first: that is all we wanted
-            if not _only_duplicates(exc):
+            if not only_duplicates(exc):
                 raise
 
     async def get(self, shop_id: str, order_id: str) -> Document | None:

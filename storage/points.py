@@ -30,8 +30,9 @@ from typing import Any, Literal
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from storage.customers import customer_key, new_customer_fields
+from storage.customers import new_customer_fields
 from storage.database import Database, Document, IndexSpec
+from storage.keys import customer_key, shop_scoped
 from storage.paging import newest_first_page
 
 INDEXES: list[IndexSpec] = (
@@ -136,7 +137,7 @@ class PointsRepository:
 
     async def post(self, shop_id: str, transaction: dict[str, Any], now: datetime) -> Posted:
         """Record one transaction once; raises InsufficientPoints / TransactionConflict (nothing stored)."""
-        key = f"{shop_id}:{transaction['transaction_id']}"
+        key = shop_scoped(shop_id, transaction["transaction_id"])
 
         async def apply(session: AsyncClientSession) -> Posted:
             existing = await self._ledger.find_one({"_id": key}, session=session)
@@ -199,10 +200,6 @@ class PointsRepository:
         balance = int(((customer or {}).get("points") or {}).get("balance", 0))
         amount, expiry = soonest_expiring(replay_lots(await self._entries(shop_id, line_user_id)), after=now)
         return PointsSummary(balance, amount, expiry)
-
-    async def lots(self, shop_id: str, line_user_id: str) -> list[Lot]:
-        """Remaining earn lots, soonest-expiring first (the scheduler expires those past their date)."""
-        return replay_lots(await self._entries(shop_id, line_user_id))
 
     async def history(self, shop_id: str, line_user_id: str, *, after: str | None, limit: int) -> list[Document]:
         """Newest first; `after` is the previous page's last cursor."""

@@ -7,16 +7,21 @@ one started alone on an empty database creates all of them.
 from __future__ import annotations
 
 from storage import (
+    broadcasts,
     browsers,
+    contacts,
     customers,
-    deliveries,
+    dashboard_sessions,
+    delivery_log,
     events,
     link_tokens,
     orders,
     points,
     products,
     rate_budgets,
-    reminders,
+    segments,
+    sequences,
+    signals,
     webhook_events,
 )
 from storage.database import IndexSpec
@@ -30,9 +35,14 @@ INDEXES: list[IndexSpec] = [
     *products.INDEXES,
     *orders.INDEXES,
     *points.INDEXES,
-    *deliveries.INDEXES,
-    *reminders.INDEXES,
+    *contacts.INDEXES,
+    *delivery_log.INDEXES,
     *link_tokens.INDEXES,
+    *signals.INDEXES,
+    *sequences.INDEXES,
+    *dashboard_sessions.INDEXES,
+    *segments.INDEXES,
+    *broadcasts.INDEXES,
 ]
 
 # Indexes earlier versions made that now only cost writes; the web process drops them at start-up.

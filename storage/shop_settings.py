@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from core.line_limits import MAX_ALT_TEXT, MAX_CHAT_BAR_TEXT, MAX_FLEX_ACTION_LABEL, MAX_TEXT, utf16_len
 from storage.database import Database
+from storage.keys import settings_key
 
 COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
@@ -98,12 +99,8 @@ def _default_steps() -> list[ReminderStep]:
     return [
         ReminderStep(delay_days=3),
         ReminderStep(delay_days=7),
-        ReminderStep(
-            delay_days=14,
-            title="クーポンでお得",
-            coupon_code="THANKYOU10",
-            coupon_text="10%OFFクーポン: ご注文時にコードを入力してください",
-        ),
+        # No coupon unless the merchant sets one: a default code would not exist in the shop.
+        ReminderStep(delay_days=14, title="まだ迷っていませんか?"),
     ]
 
 
@@ -176,6 +173,7 @@ class MessagingSettings(SettingsSection):
 
 
 RichMenuAction = Literal["points", "history", "link", "opt_out", "opt_in", "url"]
+RichMenuSize = Literal["large", "compact"]  # the two heights a rich menu comes in
 
 
 class RichMenuButton(BaseModel):
@@ -200,7 +198,7 @@ def _default_buttons() -> list[RichMenuButton]:
 
 
 class RichMenuSettings(SettingsSection):
-    size: Literal["large", "compact"] = "compact"
+    size: RichMenuSize = "compact"
     chat_bar_text: Annotated[str, Field(min_length=1), _utf16_max(MAX_CHAT_BAR_TEXT)] = "メニュー"
     background_color: Colour = "#FFFFFF"
     button_color: Colour = "#06C755"
@@ -220,6 +218,32 @@ class TrackingSettings(SettingsSection):
         default=60_000, ge=100, le=1_000_000, description="the shop's budget of browser events per minute (all browsers)")
 
 
+class FrequencyCap(BaseModel):
+    """At most this many marketing messages per customer, across every flow (rolling 24 hours / 7 days)."""
+
+    model_config = ConfigDict(extra="forbid")
+    per_day: Annotated[int, Field(strict=True, ge=1, le=20)] | None = None
+    per_week: Annotated[int, Field(strict=True, ge=1, le=50)] | None = None
+
+
+class DeliverySettings(SettingsSection):
+    """The delivery policy of every marketing flow (`delivery.policy`)."""
+
+    frequency_cap: FrequencyCap = Field(default_factory=FrequencyCap)
+    holdout_percent: int = Field(default=0, strict=True, ge=0, le=50,
+                                 description="a stable random share of customers per flow, recorded but not sent to")
+
+
+class TagRules(SettingsSection):
+    """Tags the server keeps by itself (seed 003: what subscription apps do to customer tags)."""
+
+    purchase_count_tag: bool = Field(default=False, description="keep a `purchase-count:N` tag current at order ingest")
+    purchase_count_prefix: Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[^\x00-\x1f\x7f*]+$")] = (
+        "purchase-count:")
+    resume_clears_pause: bool = Field(
+        default=False, description="adding `<x>-resume` (or `<x>-resume:…`) removes `<x>-pause` and `<x>-pause:…`")
+
+
 SECTIONS: dict[str, type[SettingsSection]] = {
     "reminders": ReminderSettings,
     "cart": CartSettings,
@@ -227,6 +251,8 @@ SECTIONS: dict[str, type[SettingsSection]] = {
     "messaging": MessagingSettings,
     "rich_menu": RichMenuSettings,
     "tracking": TrackingSettings,
+    "delivery": DeliverySettings,
+    "tags": TagRules,
 }
 S = TypeVar("S", bound=SettingsSection)
 
@@ -241,7 +267,7 @@ class ShopSettingsRepository:
 
     async def get(self, shop_id: str, model: type[S]) -> S:
         """The effective settings of one section (defaults where nothing was stored)."""
-        doc = await self._collection.find_one({"_id": f"{shop_id}:{_section_name(model)}"})
+        doc = await self._collection.find_one({"_id": settings_key(shop_id, _section_name(model))})
         return model.model_validate(doc["data"] if doc else {})
 
     async def get_many(self, shop_ids: list[str], model: type[S]) -> dict[str, S]:
@@ -249,14 +275,14 @@ class ShopSettingsRepository:
         name = _section_name(model)
         found = {
             doc["shop_id"]: model.model_validate(doc["data"])
-            async for doc in self._collection.find({"_id": {"$in": [f"{shop_id}:{name}" for shop_id in shop_ids]}})
+            async for doc in self._collection.find({"_id": {"$in": [settings_key(shop_id, name) for shop_id in shop_ids]}})
         }
         return {shop_id: found.get(shop_id) or model() for shop_id in shop_ids}
 
     async def put(self, shop_id: str, settings: SettingsSection, now: datetime) -> None:
         name = _section_name(type(settings))
         await self._collection.update_one(
-            {"_id": f"{shop_id}:{name}"},
+            {"_id": settings_key(shop_id, name)},
             {"$set": {"shop_id": shop_id, "section": name, "data": settings.model_dump(mode="json"), "updated_at": now}},
             upsert=True,
         )

@@ -40,6 +40,10 @@ MAX_ATTEMPTS = 10
 Listener = Callable[..., Awaitable[None]]  # (database, *args)
 
 
+class RetryLater(Exception):
+    """A listener cannot decide yet (e.g. a worker holds the contact): the intent stays for the drain."""
+
+
 @dataclass
 class Intent:
     """A written intent: `deliver()` runs the listeners and, when all succeeded, deletes the intent."""
@@ -100,22 +104,23 @@ class Signal:
         """Write the intent (in `session`'s transaction when given); call `deliver()` after the ingest write."""
         if not self._listeners:
             return Intent(self, database, args, None)
-        intent_id = secrets.token_hex(12)
-        entry = {"_id": intent_id, "signal": self.name, "args": list(args), "created_at": now,
-                 "due_at": now + GRACE, "attempts": 0}
+        entry = self._entry(args, now)
         await database[OUTBOX].insert_one(entry, session=session)
-        return Intent(self, database, args, intent_id)
+        return Intent(self, database, args, str(entry["_id"]))
 
     async def intend_many(self, database: Database, calls: Sequence[tuple[Any, ...]], now: datetime,
                           session: AsyncClientSession | None = None) -> list[Intent]:
         """`intend` for several calls with one insert (in `session`'s transaction when given)."""
         if not self._listeners or not calls:
             return [Intent(self, database, tuple(args), None) for args in calls]
-        ids = [secrets.token_hex(12) for _ in calls]
-        entries = [{"_id": intent_id, "signal": self.name, "args": list(args), "created_at": now,
-                    "due_at": now + GRACE, "attempts": 0} for intent_id, args in zip(ids, calls, strict=True)]
+        entries = [self._entry(args, now) for args in calls]
         await database[OUTBOX].insert_many(entries, ordered=False, session=session)
-        return [Intent(self, database, tuple(args), intent_id) for args, intent_id in zip(calls, ids, strict=True)]
+        return [Intent(self, database, tuple(args), str(entry["_id"]))
+                for args, entry in zip(calls, entries, strict=True)]
+
+    def _entry(self, args: Sequence[Any], now: datetime) -> Document:
+        return {"_id": secrets.token_hex(12), "signal": self.name, "args": list(args), "created_at": now,
+                "due_at": now + GRACE, "attempts": 0}
 
     async def send(self, database: Database, *args: Any, now: datetime) -> bool:
         """Intent, listeners, done: for an ingest write that already happened and is replayed safely."""
@@ -127,6 +132,10 @@ class Signal:
         for listener in self._listeners:
             try:
                 await listener(database, *args)
+            except RetryLater as exc:
+                ok = False
+                log.info("listener %s of %s will run again: %s", getattr(listener, "__name__", listener), self.name,
+                         exc)
             except Exception:
                 ok = False
                 log.exception("listener %s of %s failed", getattr(listener, "__name__", listener), self.name)
@@ -143,9 +152,19 @@ class Signals:
     browser_linked: Signal = field(default_factory=lambda: Signal("browser_linked"))
     # (database, shop_id: str, line_user_id: str, product_id: str, viewed_at: datetime) for a linked browser's view.
     product_viewed: Signal = field(default_factory=lambda: Signal("product_viewed"))
+    # (database, shop_id: str, events: list[dict], now: datetime): browser events as stored by the tracking
+    # endpoint (`linking.tracking.event_document` fields plus `line_user_id`, the browser's owner or None).
+    # Sent for every event of a request, new or replayed: listeners dedupe by `event_id`.
+    browser_events: Signal = field(default_factory=lambda: Signal("browser_events"))
+    # (database, shop_id: str, line_user_id: str, is_unblocked: bool | None, now: datetime) after a follow.
+    customer_followed: Signal = field(default_factory=lambda: Signal("customer_followed"))
+    # (database, shop_id: str, line_user_ids: list[str], added: list[str], removed: list[str], now: datetime)
+    # after the admin API changed tags; `added` may name tags a customer already had (listeners check).
+    tags_changed: Signal = field(default_factory=lambda: Signal("tags_changed"))
 
     def all(self) -> list[Signal]:
-        return [self.order_recorded, self.browser_linked, self.product_viewed]
+        return [self.order_recorded, self.browser_linked, self.product_viewed, self.browser_events,
+                self.customer_followed, self.tags_changed]
 
     async def drain(self, database: Database, now: datetime, limit: int = 500) -> dict[str, int]:
         """Run again the intents left by a crash or a failed listener (the worker's `outbox` job).
@@ -156,7 +175,7 @@ class Signals:
         by_name = {signal.name: signal for signal in self.all()}
         summary = {"redelivered": 0, "failed": 0, "given_up": 0}
         entries: list[Document] = [doc async for doc in database[OUTBOX].find(
-            {"due_at": {"$lte": now}}).sort("due_at", ASCENDING).hint("outbox_due").limit(limit)]
+            {"due_at": {"$lte": now}}).sort("due_at", ASCENDING).limit(limit)]
         for entry in entries:
             taken = await database[OUTBOX].update_one(
                 {"_id": entry["_id"], "due_at": entry["due_at"]},

@@ -53,21 +53,6 @@ class Choice:
     excluded: list[Excluded]
 
 
-def merge_views(rows: Iterable[Mapping[str, Any]]) -> list[ViewStat]:
-    """`product_views` rows of one customer (several browsers) → one stat per product."""
-    merged: dict[str, ViewStat] = {}
-    for row in rows:
-        pid = row["product_id"]
-        count = int(row.get("count") or 0)
-        last = row.get("last_viewed_at") or row.get("first_viewed_at")
-        seen = merged.get(pid)
-        if seen is None:
-            merged[pid] = ViewStat(pid, count, last)
-        else:
-            merged[pid] = ViewStat(pid, seen.count + count, max(seen.last_viewed_at, last))
-    return list(merged.values())
-
-
 def exclusion_reason(product: Product | None, bought: set[str]) -> str | None:
     """Why a product may not be shown, or None when it may."""
     if product is None:
@@ -135,20 +120,6 @@ def _unique(values: Iterable[Any]) -> list[str]:
         if value and value not in seen:
             seen.append(value)
     return seen
-
-
-def similar_keys(views: Sequence[ViewStat], products: Mapping[str, Product]) -> tuple[set[str], set[str]]:
-    """The categories and tags whose similar-product lists a choice over these views may need."""
-    categories: set[str] = set()
-    tags: set[str] = set()
-    for view in views:
-        product = products.get(view.product_id)
-        if product is None:
-            continue
-        if product.get("category"):
-            categories.add(product["category"])
-        tags.update(t for t in product.get("tags") or () if t)
-    return categories, tags
 
 
 def candidate_lists(products: Iterable[Product], per_list: int = 20) -> Candidates:

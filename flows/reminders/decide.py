@@ -1,10 +1,11 @@
 """What the engine does for one customer at one moment: a pure decision over plain data.
 
 Order of rules (PRODUCT.md §3): reminders off → cycle ends; a purchase after
-the cycle started → cycle stops; nothing due → wait; not reachable / bought
-recently / no product left → the step is skipped with a reason; inside quiet
-hours → postponed to the window's end; otherwise send. The real run and the
-dry run both call `decide`, so a preview cannot drift from what is sent.
+the cycle started → cycle stops; nothing due → wait; not linked / bought
+recently / no product left → the step is skipped with a reason; otherwise send.
+Reachability (friend, blocked, opted out) and quiet hours are the delivery
+policy's (`delivery.policy`), applied to what this returns. The real run and
+the dry run both call `decide`, so a preview cannot drift from what is sent.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Any, Literal
 
 from core.clock import as_utc
 from flows.reminders.choice import Candidates, Choice, ViewStat, choose_products
-from flows.reminders.timing import due_steps, quiet_until, step_due_at
+from flows.reminders.timing import due_steps, step_due_at
 from storage.shop_settings import ReminderSettings
 
-Kind = Literal["send", "skip", "postpone", "wait", "stop", "disabled", "complete", "inactive"]
+Kind = Literal["send", "skip", "wait", "stop", "disabled", "complete", "inactive"]
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ class Decision:
     superseded: tuple[int, ...] = ()
     reason: str | None = None
     choice: Choice | None = None
-    due_at: datetime | None = None  # when the step fell due (send/skip) or when it will (wait/postpone)
-    state: dict[str, Any] = field(default_factory=dict)  # the reminder fields to $set afterwards
+    due_at: datetime | None = None  # when the step fell due (send/skip) or when it will (wait)
+    state: dict[str, Any] = field(default_factory=dict)  # the reminder fields to set afterwards (`due_at` included)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class CustomerFacts:
     """Everything about one customer the rules need, loaded in batch by the engine."""
 
     customer: Mapping[str, Any]  # its `totals.last_purchase_at` is kept by order ingest
+    reminder: Mapping[str, Any]  # the contact's `flows.reminders` sub-state
     views: Sequence[ViewStat]
     bought: Mapping[str, datetime] = field(default_factory=dict)  # product_id → latest paid order with it
 
@@ -47,29 +49,17 @@ def _last_purchase(facts: CustomerFacts) -> datetime | None:
     return as_utc(totals_last) if totals_last else None
 
 
-def unreachable_reason(customer: Mapping[str, Any]) -> str | None:
-    if customer.get("blocked"):
-        return "blocked"
-    if customer.get("opted_out"):
-        return "opted_out"
-    if not customer.get("friend"):
-        return "not_friend"
-    if not customer.get("linked"):
-        return "not_linked"
-    return None
-
-
 def advanced_state(reminder: Mapping[str, Any], handled: Sequence[int], delays: Sequence[int]) -> dict[str, Any]:
     """The reminder fields after the given steps were handled (sent or skipped)."""
     sent = sorted(set(reminder.get("steps_sent") or []) | set(handled))
     next_step = max(handled) + 1
     anchor = as_utc(reminder["cycle_started_at"])
     if next_step >= len(delays):
-        return {"steps_sent": sent, "next_step": next_step, "next_due_at": None, "status": "done", "attempts": 0}
+        return {"steps_sent": sent, "next_step": next_step, "due_at": None, "status": "done", "attempts": 0}
     return {
         "steps_sent": sent,
         "next_step": next_step,
-        "next_due_at": step_due_at(anchor, delays[next_step]),
+        "due_at": step_due_at(anchor, delays[next_step]),
         "status": "active",
         "attempts": 0,
     }
@@ -78,34 +68,33 @@ def advanced_state(reminder: Mapping[str, Any], handled: Sequence[int], delays: 
 def decide(
     facts: CustomerFacts,
     settings: ReminderSettings,
-    timezone: str,
     products: Mapping[str, Mapping[str, Any]],
     candidates: Candidates,
     now: datetime,
 ) -> Decision:
-    reminder = facts.customer.get("reminder") or {}
+    reminder = facts.reminder
     if reminder.get("status") != "active" or not reminder.get("cycle_started_at"):
-        return Decision("inactive", state={"next_due_at": None})
+        return Decision("inactive", state={"due_at": None})
     if not settings.enabled:
-        return Decision("disabled", reason="reminders_off", state={"status": "disabled", "next_due_at": None})
+        return Decision("disabled", reason="reminders_off", state={"status": "disabled", "due_at": None})
     anchor = as_utc(reminder["cycle_started_at"])
     last_purchase = _last_purchase(facts)
     if last_purchase is not None and last_purchase >= anchor:
-        return Decision("stop", reason="purchased", state={"status": "stopped", "next_due_at": None})
+        return Decision("stop", reason="purchased", state={"status": "stopped", "due_at": None})
     delays = [step.delay_days for step in settings.steps]
     next_step = int(reminder.get("next_step") or 0)
     due = due_steps(anchor, delays, next_step, now)
     if due.send is None:
         if due.next_due_at is None:
-            return Decision("complete", state={"status": "done", "next_due_at": None})
-        return Decision("wait", due_at=due.next_due_at, state={"next_due_at": due.next_due_at})
+            return Decision("complete", state={"status": "done", "due_at": None})
+        return Decision("wait", due_at=due.next_due_at, state={"due_at": due.next_due_at})
     step = due.send
     handled = [*due.superseded, step]
     after = advanced_state(reminder, handled, delays)
     due_at = step_due_at(anchor, delays[step])
     common = {"step": step, "superseded": due.superseded, "due_at": due_at}
 
-    reason = unreachable_reason(facts.customer)
+    reason = None if facts.customer.get("linked") else "not_linked"
     recent = timedelta(days=settings.recent_purchase_days)
     if reason is None and last_purchase is not None and recent and now - last_purchase < recent:
         reason = "recent_purchase"
@@ -116,15 +105,6 @@ def decide(
     choice = choose_products(facts.views, products, bought, candidates, settings.max_products)
     if not choice.shown:
         return Decision("skip", reason="no_products", choice=choice, state=after, **common)  # type: ignore[arg-type]
-
-    quiet = settings.quiet_hours
-    if quiet.enabled:
-        until = quiet_until(now, quiet.start, quiet.end, timezone)
-        if until is not None:
-            return Decision(
-                "postpone", step=step, reason="quiet_hours", choice=choice, due_at=until,
-                state={"next_due_at": until},
-            )
     return Decision("send", choice=choice, state=after, **common)  # type: ignore[arg-type]
 
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from core.flex import ELLIPSIS, yen
+from core.flex import clip as truncate
 from core.line_limits import (
     MAX_ALT_TEXT,
     MAX_BUBBLE_BYTES,
@@ -28,7 +30,6 @@ MAX_NAME = 80  # UTF-16 units of a product name shown (it wraps to at most 3 lin
 MAX_TITLE = 100
 MAX_IMAGE_URL = 2000  # LINE's limit for an image URL
 MAX_ACTION_URI = 1000  # LINE's limit for a URI action
-ELLIPSIS = "…"
 
 
 @dataclass(frozen=True)
@@ -41,23 +42,6 @@ class ProductCard:
     sale_price: int | None = None
     image_url: str | None = None
     total_stock: int | None = None  # None when the shop does not track this product's stock
-
-
-def yen(amount: int) -> str:
-    """¥ with thousands separators, as Japanese shops print prices."""
-    return f"¥{amount:,}"
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut to `limit` UTF-16 units (LINE's count), ending with an ellipsis when cut."""
-    if utf16_len(text) <= limit:
-        return text
-    out = ""
-    for char in text:
-        if utf16_len(out + char) > limit - 1:
-            break
-        out += char
-    return out + ELLIPSIS
 
 
 def is_low_stock(total_stock: int | None, threshold: int) -> bool:

@@ -149,7 +149,7 @@ async def test_the_customer_change_is_stored_before_its_confirmation_goes_out(
         seen.append(bool(customer and customer["opted_out"]))
         return await reply_json(token, messages)
 
-    line.reply_json = spy  # type: ignore[method-assign]
+    line.reply_json = spy
     await sim.webhook(bot_url, shop.channel_secret, event={"type": "text", "user_id": _user(7), "text": "配信停止"})
     await settle(client.app)
     assert seen == [True]

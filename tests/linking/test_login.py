@@ -17,13 +17,22 @@ from core.clock import FixedClock
 from linking.login import ISSUER, STATE_COOKIE, IdTokenError, verify_id_token
 from linking.pages import safe_return_url
 from tests.conftest import START, ShopHandle
-from tests.linking.conftest import LOGIN_CHANNEL_ID, SHOP_ORIGIN, browser_id, event, line_user_id, post_events
+from tests.linking.conftest import (
+    LOGIN_CHANNEL_ID,
+    SHOP_ORIGIN,
+    browser_id,
+    event,
+    line_user_id,
+    link_token,
+    post_events,
+)
 
 RETURN = SHOP_ORIGIN + "/products/p1?color=red"
 
 
 async def start(client: TestClient[Any, Any], shop_id: str, bid: str, return_url: str | None = RETURN) -> str:
-    params = {"bid": bid} if return_url is None else {"bid": bid, "return": return_url}
+    token = await link_token(client, shop_id, bid)
+    params = {"lt": token} if return_url is None else {"lt": token, "return": return_url}
     response = await client.get(f"/l/{shop_id}", params=params, allow_redirects=False)
     assert response.status == 302, await response.text()
     return response.headers["Location"]
@@ -160,9 +169,9 @@ async def test_an_authorization_code_works_once(
 
 async def test_cancelled_login_links_nothing(client: TestClient[Any, Any], shop: ShopHandle) -> None:
     bid = browser_id()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(await start(client, shop.shop_id, bid) + "&cancel=1", allow_redirects=False) as r:
-            callback = urlsplit(r.headers["Location"])
+    url = await start(client, shop.shop_id, bid) + "&cancel=1"
+    async with aiohttp.ClientSession() as session, session.get(url, allow_redirects=False) as r:
+        callback = urlsplit(r.headers["Location"])
     response = await client.get(urlunsplit(("", "", callback.path, callback.query, "")))
     assert response.status == 400 and "キャンセル" in await response.text()
     assert await browser_owner(client, shop.shop_id, bid) is None
@@ -212,7 +221,11 @@ async def test_bad_starts_are_clear_pages(client: TestClient[Any, Any], shop: Sh
     missing = await client.get(f"/l/{shop.shop_id}", allow_redirects=False)
     assert missing.status == 400 and "連携ボタン" in await missing.text()
     plain = await make_shop()  # no LINE Login channel: the chat code is offered instead
-    page = await client.get(f"/l/{plain.shop_id}", params={"bid": browser_id()}, allow_redirects=False)
+    put = await client.put(f"/admin/api/v1/shops/{plain.shop_id}/settings/tracking",
+                           json={"allowed_origins": [SHOP_ORIGIN]}, headers=plain.auth)
+    assert put.status == 200
+    token = await link_token(client, plain.shop_id, browser_id())
+    page = await client.get(f"/l/{plain.shop_id}", params={"lt": token}, allow_redirects=False)
     assert page.status == 200 and "連携コード" in await page.text()
 
 
@@ -236,8 +249,8 @@ def test_a_good_id_token_verifies() -> None:
 
 def _tampered() -> str:
     header, payload, signature = token().split(".")
-    evil = jwt.utils.base64url_encode(  # type: ignore[attr-defined]
-        jwt.utils.base64url_decode(payload).replace(b"U" + b"a" * 32, b"U" + b"b" * 32)  # type: ignore[attr-defined]
+    evil = jwt.utils.base64url_encode(
+        jwt.utils.base64url_decode(payload).replace(b"U" + b"a" * 32, b"U" + b"b" * 32)
     ).decode()
     return f"{header}.{evil}.{signature}"
 
@@ -249,7 +262,7 @@ def _tampered() -> str:
         pytest.param(lambda: token(_secret="fedcba9876543210fedcba9876543210"), id="other-secret"),
         pytest.param(lambda: jwt.encode({"iss": ISSUER, "sub": "U1", "aud": LOGIN_CHANNEL_ID,
                                          "exp": time.time() + 9e9, "iat": 0, "nonce": "n-1"},
-                                        key=None, algorithm="none"), id="alg-none"),
+                                        key="", algorithm="none"), id="alg-none"),  # "": PyJWT's no key
         pytest.param(lambda: token(aud="999"), id="audience"),
         pytest.param(lambda: token(iss="https://evil.example"), id="issuer"),
         pytest.param(lambda: token(exp=int(NOW.timestamp()) - 1), id="expired"),

@@ -1,13 +1,16 @@
 """Acknowledged means stored: kill -9 the database server while webhooks are answered 200 and browser events
 204, restart it on the same files, and every acknowledged event is there. While it is down both endpoints
 answer 503 (LINE redelivers, the script's next beacon retries) instead of hanging, and they recover by
-themselves when it is back."""
+themselves when it is back. Also: plain acknowledged writes (the client's write concern asks for the journal,
+`storage.database.WRITE_CONCERN_W` and `_JOURNAL`) survive a kill -9 right after the last one."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import signal
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,14 +25,16 @@ from bot.webhook import signature_for
 from core.clock import FixedClock
 from core.settings import Settings
 from linesim import webhook as events
+from storage.bulk import insert_new
 from storage.database import connect
-from storage.embedded import free_port, server_command
-from tests.conftest import OPERATOR_TOKEN, _wait_for_port
+from storage.embedded import free_port, server_command, start_embedded
+from tests.conftest import OPERATOR_TOKEN, START, _wait_for_port
 
 ORIGIN = "https://shop.example"
 SAFETY_SECONDS = 60  # only so a hang fails the test; not a latency budget
 KILLS = 3
 ACKS_BEFORE_A_KILL = 60
+WRITES = 300
 
 
 class Server:
@@ -166,3 +171,37 @@ async def test_every_acknowledged_event_survives_kill_9_of_the_database(
         assert stored == len(acknowledged)
     finally:
         await database.close()
+
+
+async def test_acknowledged_writes_survive_a_kill_9(tmp_path: Path) -> None:
+    server = await start_embedded(tmp_path, storage_path=str(tmp_path / "db"))
+    database = connect(server.uri, "durability")
+    acknowledged = 0
+    try:
+        deliveries = database["delivery_log"]
+        ledger = database["points_ledger"]
+
+        async def one(n: int) -> None:
+            nonlocal acknowledged
+            if n % 2:
+                await insert_new(deliveries, [{"_id": f"d{n}", "shop_id": "shp_1", "sent_at": START}])
+            else:
+                await ledger.insert_one({"_id": f"l{n}", "shop_id": "shp_1", "amount": n, "at": START})
+            acknowledged += 1
+
+        await asyncio.gather(*(one(n) for n in range(WRITES)))
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGKILL)  # at once after the last acknowledgement
+        await server.process.wait()
+    finally:
+        await database.close()
+    restarted = await start_embedded(tmp_path, storage_path=str(tmp_path / "db"))
+    database = connect(restarted.uri, "durability")
+    try:
+        stored = (await database["delivery_log"].count_documents({})
+                  + await database["points_ledger"].count_documents({}))
+    finally:
+        await database.close()
+        await restarted.stop()
+    print(f"acknowledged {acknowledged}, stored after kill -9: {stored}")
+    assert stored == acknowledged == WRITES

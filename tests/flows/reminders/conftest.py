@@ -9,16 +9,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.typedefs import DATABASE, LINE, SETTINGS
 from core.clock import FixedClock
 from delivery.context import JobContext, JobSummary
-from flows.reminders.engine import EngineConfig, run_reminders
+from delivery.engine import Engine, EngineConfig
+from flows.listeners import delivery_flows
 from linesim.client import SimClient
-from storage.customers import CustomerRepository, customer_key
+from storage.contacts import ContactRepository
+from storage.customers import CustomerRepository
 from storage.database import Database
-from storage.reminders import ReminderStateRepository
+from storage.keys import customer_key
 from tests.conftest import ShopHandle
 
 
@@ -26,7 +29,7 @@ from tests.conftest import ShopHandle
 class World:
     """One shop with reminders on, and verbs for a scenario."""
 
-    client: TestClient[Any, Any]
+    client: TestClient[web.Request, web.Application]
     shop: ShopHandle
     clock: FixedClock
     sim: SimClient
@@ -84,21 +87,31 @@ class World:
         self.clock.set(at)
         app = self.client.app
         ctx = JobContext(database=app[DATABASE], line=app[LINE], settings=app[SETTINGS], worker_id="test")
-        return await run_reminders(ctx, at, None, EngineConfig(**config))
+        return await Engine(delivery_flows(app[SETTINGS].public_base)).run(ctx, at, None, EngineConfig(**config))
 
     async def pushes(self, user: str | None = None) -> list[dict[str, Any]]:
         return await self.sim.messages(to=user, kind="push")
 
+    async def contact(self, user: str) -> dict[str, Any]:
+        """The customer's delivery state (`contacts`), `{}` before any."""
+        return dict(await ContactRepository(self.db).get(self.shop.shop_id, user) or {})
+
     async def reminder(self, user: str) -> dict[str, Any]:
-        """The customer's reminder state (`reminder_state`), `{}` before any cycle."""
-        doc = await self.db["reminder_state"].find_one({"_id": customer_key(self.shop.shop_id, user)})
-        return dict(doc or {})
+        """The customer's reminder state (the contact's `flows.reminders`), `{}` before any cycle."""
+        return dict(((await self.contact(user)).get("flows") or {}).get("reminders") or {})
+
+    async def records(self, **match: Any) -> list[dict[str, Any]]:
+        """Every delivery-log item of the shop (oldest batch first), optionally matching some fields."""
+        items = [dict(item, flow=batch["flow"]) async for batch in self.db["delivery_log"].find(
+            {"shop_id": self.shop.shop_id}).sort("at", 1) for item in batch["items"]]
+        return [i for i in items if all(i.get(k) == v for k, v in match.items())]
 
     async def report(self, **query: str) -> dict[str, Any]:
         response = await self.client.get(f"/admin/api/v1/shops/{self.shop.shop_id}/reports/reminders",
                                          params=query, headers=self.shop.auth)
         assert response.status == 200, await response.text()
-        return await response.json()
+        answer: dict[str, Any] = await response.json()
+        return answer
 
 
 @pytest.fixture
@@ -109,10 +122,10 @@ async def world(client: TestClient[Any, Any], make_shop: Any, clock: FixedClock,
         yield World(client, shop, clock, sim)
 
 
-async def due_ids(repo: ReminderStateRepository, now: datetime, limit: int = 10) -> list[str]:
-    """The ids the engine's due stream would hand out first at `now`."""
+async def due_refs(repo: ContactRepository, now: datetime, limit: int = 10) -> list[Any]:
+    """What the engine's due stream would hand out first at `now`."""
     async for batch in repo.due_stream(now, None, limit):
-        return [ref.id for ref in batch]
+        return batch
     return []
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flows.reminders.choice import Candidates, ViewStat, choose_products, merge_views
+from flows.reminders.choice import Candidates, ViewStat, choose_products
 
 T0 = datetime(2037, 12, 1, tzinfo=UTC)
 
@@ -62,13 +62,3 @@ def test_fill_with_category_then_tags_then_best_sellers() -> None:
 def test_nothing_left() -> None:
     choice = choose_products([view("x", 1)], {"x": product("x", published=False)}, set(), Candidates())
     assert choice.shown == [] and choice.excluded[0].reason == "unpublished"
-
-
-def test_merge_views_over_browsers() -> None:
-    rows = [
-        {"product_id": "a", "count": 2, "last_viewed_at": T0},
-        {"product_id": "a", "count": 3, "last_viewed_at": T0 + timedelta(hours=1)},
-        {"product_id": "b", "count": 1, "last_viewed_at": T0},
-    ]
-    merged = {v.product_id: v for v in merge_views(rows)}
-    assert merged["a"].count == 5 and merged["a"].last_viewed_at == T0 + timedelta(hours=1)

@@ -6,14 +6,15 @@ import asyncio
 import json
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from bot.typedefs import LINE
 from core.line_client import retry_key_for
-from storage.reminders import ReminderStateRepository
+from storage.contacts import ContactRepository
+from storage.delivery_log import DeliveryLog
 from tests.conftest import START
-from tests.flows.reminders.conftest import World, bubbles, days, due_ids
+from tests.flows.reminders.conftest import World, bubbles, days, due_refs
 
 USERS = [f"U{i:032x}" for i in range(1, 41)]
 
@@ -56,26 +57,61 @@ async def test_dry_run_explains_without_sending_or_claiming(world: World) -> Non
     assert bad.status == 422 and (await bad.json())["error"]["field"] == "at"
 
 
+async def dead_worker_claims(world: World, now: Any) -> tuple[list[dict[str, Any]], Any]:
+    """A worker claims the due batch as the engine does, then dies (its lease runs 5 minutes)."""
+    repo = ContactRepository(world.db)
+    lease_at = now + timedelta(minutes=5)
+    await repo.claim(await due_refs(repo, now), "dead-worker", lease_at, None)
+    return await repo.claimed(lease_at, "dead-worker", []), lease_at
+
+
+def reminder_key(world: World, contact: dict[str, Any], step: int = 1) -> str:
+    cycle = contact["flows"]["reminders"]["cycle_id"]
+    return retry_key_for(world.shop.shop_id, contact["line_user_id"], "reminders", cycle, step)
+
+
 async def test_a_worker_killed_after_pushing_is_redone_without_a_duplicate(world: World) -> None:
     await seed(world, USERS[:3])
-    repo = ReminderStateRepository(world.db)
     now = START + days(3)
-    wall = datetime.now(UTC)
-    ids = await due_ids(repo, now)
-    claimed = await repo.claim(ids, "dead-worker", now, wall, wall + timedelta(minutes=5))
+    claimed, _ = await dead_worker_claims(world, now)
     assert len(claimed) == 3
     # The dead worker pushed to the first customer, then died before recording anything.
     first = claimed[0]
-    key = retry_key_for(world.shop.shop_id, first["line_user_id"], "reminders", first["reminder"]["cycle_id"], 1)
     line = world.client.app[LINE].for_token(world.shop.channel_access_token)
-    await line.push(first["line_user_id"], [{"type": "text", "text": "partial"}], retry_key=key)
+    await line.push(first["line_user_id"], [{"type": "text", "text": "partial"}], retry_key=reminder_key(world, first))
 
-    assert (await world.run(now)).get("customers", 0) == 0  # leased: nobody else touches them
-    late = lambda: wall + timedelta(minutes=6)
-    summary = await world.run(now, wall_clock=late)
+    assert (await world.run(now)).get("contacts", 0) == 0  # leased: nobody else touches them
+    summary = await world.run(now + timedelta(minutes=6))  # the lease ran out
     assert summary["sent"] == 3 and summary["already_accepted"] == 1
     assert len(await world.pushes()) == 3  # the first customer's message is not sent twice
-    assert await world.db["deliveries"].count_documents({"status": "sent"}) == 3
+    assert len(await world.records(status="sent")) == 3
+    assert [(await world.contact(u))["claim"] for u in USERS[:3]] == [None] * 3
+
+
+async def test_a_worker_killed_after_recording_settles_without_a_second_record_or_push(world: World) -> None:
+    await seed(world, USERS[:2])
+    now = START + days(3)
+    claimed, _ = await dead_worker_claims(world, now)
+    # The dead worker pushed to both and wrote its batch record, then died before settling the contacts.
+    line = world.client.app[LINE].for_token(world.shop.channel_access_token)
+    items = []
+    for contact in claimed:
+        key = reminder_key(world, contact)
+        await line.push(contact["line_user_id"], [{"type": "text", "text": "sent"}], retry_key=key)
+        items.append({"key": key, "user": contact["line_user_id"], "step": 1, "status": "sent", "group": "treated",
+                      "sent_at": now})
+    await DeliveryLog(world.db).write([{"_id": f"dead-worker:{world.shop.shop_id}:reminders",
+                                        "shop_id": world.shop.shop_id, "flow": "reminders", "at": now,
+                                        "items": items}])
+    summary = await world.run(now + timedelta(minutes=6))
+    assert summary["recovered"] == 2 and summary.get("sent", 0) == 0
+    assert len(await world.pushes()) == 2 and len(await world.records()) == 2
+    for user in USERS[:2]:
+        contact = await world.contact(user)
+        assert contact["flows"]["reminders"]["next_step"] == 1 and contact["claim"] is None
+        # the dead worker's send counts for attribution and caps all the same
+        assert [e["status"] for e in contact["log"]] == ["sent"] and len(contact["sent"]) == 1
+    assert (await world.run(now + days(1))).get("sent", 0) == 0
 
 
 async def test_quota_exhaustion_pauses_the_shop_and_is_reported(world: World) -> None:
@@ -85,7 +121,7 @@ async def test_quota_exhaustion_pauses_the_shop_and_is_reported(world: World) ->
     assert summary["quota_exhausted"] >= 1 and summary["shops_paused"] == 1 and summary.get("sent", 0) == 0
     report = await world.report()
     assert report["paused_until"] is not None
-    assert all(r["next_due_at"] is not None for r in [await world.reminder(u) for u in USERS[:2]])
+    assert all(r["due_at"] is not None for r in [await world.reminder(u) for u in USERS[:2]])
     await world.sim.config(monthly_quota=None)
     assert (await world.run(START + days(3, ) + timedelta(minutes=30))).get("sent", 0) == 0  # still paused
     assert (await world.run(START + days(3) + timedelta(hours=2)))["sent"] == 2
@@ -97,14 +133,26 @@ async def test_redirect_refuses_unknown_tokens(world: World) -> None:
         assert response.status == 404
 
 
-async def test_the_due_stream_uses_its_index(world: World) -> None:
+async def test_the_due_stream_claims_and_read_back_use_the_due_index(world: World) -> None:
     await seed(world, USERS[:3])
     now = START + days(3)
-    repo = ReminderStateRepository(world.db)
-    for shop_id in (None, world.shop.shop_id):  # every shop, and `run-once --shop`
-        plan = json.dumps(await repo.due_stream_cursor(now, shop_id, 10).explain(), default=str)
-        assert "COLLSCAN" not in plan and "reminder_due" in plan
-    # The batch's own reads (profiles, catalogue, views, orders) are checked in test_profiles.py.
+    repo = ContactRepository(world.db)
+    # One cursor for every shop (`run-once --shop` filters the refs it streams), planned on the due index
+    # without a hint (a hinted find walks SecantusDB's whole index).
+    plan = json.dumps(await repo.due_cursor(now, 10).explain(), default=str)
+    assert "COLLSCAN" not in plan and "contact_due" in plan
+    assert [r.id async for batch in repo.due_stream(now, world.shop.shop_id, 10) for r in batch] == \
+        [r.id async for batch in repo.due_stream(now, None, 10) for r in batch]
+    assert [r async for batch in repo.due_stream(now, "shp_other", 10) for r in batch] == []
+    refs = await due_refs(repo, now)
+    # The claim's filters (SecantusDB's explain of an update ignores its hint, so explain them as finds).
+    for claim in ({"next_due_at": refs[0].due, "_id": {"$gte": refs[0].id, "$lte": refs[-1].id}},
+                  {"next_due_at": {"$gt": refs[0].due, "$lt": now}}):
+        plan = json.dumps(await world.db["contacts"].find(claim).hint("contact_due").explain(), default=str)
+        assert "COLLSCAN" not in plan and "contact_due" in plan
+    read_back = await world.db.db.command("explain", {"aggregate": "contacts", "pipeline": [
+        {"$match": {"next_due_at": now}}], "cursor": {}})
+    assert "COLLSCAN" not in json.dumps(read_back, default=str) and "contact_due" in json.dumps(read_back, default=str)
 
 
 async def test_three_run_once_processes_send_every_message_once(world: World, settings: Any) -> None:
@@ -118,10 +166,11 @@ async def test_three_run_once_processes_send_every_message_once(world: World, se
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(process.communicate(), timeout=120)
         assert process.returncode == 0, err.decode()
-        return json.loads(out)
+        summary: dict[str, Any] = json.loads(out)
+        return summary
 
     results = await asyncio.gather(run_once(), run_once(), run_once())
-    sent = [r["jobs"]["reminders"].get("sent", 0) for r in results]
+    sent = [r["jobs"]["delivery"].get("sent", 0) for r in results]
     assert sum(sent) == len(USERS)
     pushes = await world.pushes()
     assert sorted(p["to"] for p in pushes) == sorted(USERS)

@@ -10,7 +10,8 @@ from flows.reminders.plan import catalogue_cursor
 from flows.reminders.profile import VIEWS_KEEP, field_key, product_of, trim, views_from_rows
 from flows.reminders.state import customer_orders_cursor, customer_views, customer_views_cursor
 from linking.links import link_browser
-from storage.reminders import ReminderProfileRepository, ReminderStateRepository
+from storage.contacts import ContactRepository
+from storage.reminders import ReminderProfileRepository
 from tests.conftest import START
 from tests.flows.reminders.conftest import World, days
 
@@ -104,7 +105,7 @@ async def dry_run(world: World, at: datetime) -> dict[str, Any]:
 
 def test_views_are_bounded_to_the_best_ranked() -> None:
     t0 = datetime(2037, 1, 1, tzinfo=UTC)
-    rows = [{"product_id": f"p{i}", "count": 1 + i % 7, "first_viewed_at": t0, "last_viewed_at": t0 + timedelta(minutes=i)}
+    rows: list[dict[str, Any]] = [{"product_id": f"p{i}", "count": 1 + i % 7, "first_viewed_at": t0, "last_viewed_at": t0 + timedelta(minutes=i)}
             for i in range(VIEWS_KEEP + 10)]
     views = views_from_rows(rows)
     assert len(views) == VIEWS_KEEP
@@ -119,13 +120,12 @@ async def test_batch_and_ingest_queries_use_indexes(world: World) -> None:
     await world.product("p1")
     await world.customer(U1)
     await world.view(U1, "p1", START)
-    shop_id, repo = world.shop.shop_id, ReminderStateRepository(world.db)
+    shop_id, repo = world.shop.shop_id, ContactRepository(world.db)
     refs = [ref async for batch in repo.due_stream(START + days(3), None, 10) for ref in batch]
     assert [r.id for r in refs] == [f"{shop_id}:{U1}"]
     assert len(await customer_views(world.db, shop_id, U1)) == 1
     cursors = [
-        ("reminder_due", repo.due_stream_cursor(START + days(3), None, 10)),
-        ("reminder_due", repo.due_stream_cursor(START + days(3), shop_id, 10)),
+        ("contact_due", repo.due_cursor(START + days(3), 10)),
         ("shop_product", catalogue_cursor(world.db, shop_id)),
         ("_id_", world.db["reminder_profiles"].find({"_id": {"$in": [f"{shop_id}:{U1}", "x"]}})),
         ("_id_", world.db["customers"].find({"_id": {"$in": [f"{shop_id}:{U1}", "x"]}})),
