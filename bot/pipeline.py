@@ -81,11 +81,14 @@ class HandlingPipeline:
         if self._reserved == 0:
             self._idle.set()
 
+    def lane(self, shop_id: str, sender: str) -> int:
+        """The worker that handles this sender's events (always the same one: their order is kept)."""
+        return zlib.crc32(f"{shop_id}\x1f{sender}".encode()) % len(self._queues)
+
     def submit(self, shop: Shop, docs: Sequence[Document]) -> None:
         """Queue stored events (room already reserved); a sender's events always reach the same worker."""
         for doc in docs:
-            sender = f"{shop.shop_id}:{doc.get('user_id') or doc['_id']}"
-            self._queues[zlib.crc32(sender.encode()) % len(self._queues)].put_nowait(_Job(shop, doc))
+            self._queues[self.lane(shop.shop_id, str(doc.get("user_id") or doc["_id"]))].put_nowait(_Job(shop, doc))
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from bot import webhook
 from bot.app import create_app
+from bot.handling import ROUTER
+from bot.router import EventContext, Outcome
 from bot.typedefs import DATABASE as DATABASE_KEY
 from bot.typedefs import LINE as LINE_KEY
 from bot.typedefs import WEBHOOK_PIPELINE
@@ -19,7 +23,7 @@ from core.settings import Settings
 from linesim import webhook as events
 from linesim.client import SimClient
 from storage.database import Database
-from storage.webhook_events import WebhookEventRepository
+from storage.webhook_events import LEASE, WebhookEventRepository
 from tests.bot.conftest import settle
 from tests.conftest import ShopHandle
 
@@ -78,6 +82,66 @@ async def test_acknowledgement_does_not_wait_for_a_stalled_handler(
     assert sorted(m["to"] for m in sent) == sorted(_user(n) for n in range(12))
     assert {m["kind"] for m in sent} == {"reply"}
     assert await db["customers"].count_documents({"shop_id": shop.shop_id, "opted_out": True}) == 12
+
+
+async def _until(check: Callable[[], Awaitable[bool]]) -> None:
+    """Poll a state until it holds (bounded by SAFETY_SECONDS: a hang fails, it is not a latency budget)."""
+    async def poll() -> None:
+        while not await check():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), SAFETY_SECONDS)
+
+
+async def test_a_handler_blocked_on_one_event_delays_neither_acknowledgements_nor_the_other_workers(
+    client: TestClient[Any, Any], sim: SimClient, shop: ShopHandle, bot_url: str, db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real handler (the router's dispatch) blocks on one customer's event, as one stuck on a slow call would."""
+    release = asyncio.Event()
+    entered = asyncio.Event()
+    dispatch = ROUTER.dispatch
+
+    async def blocking(ctx: EventContext) -> Outcome:
+        if (ctx.event.get("message") or {}).get("text") == "ちょっと待って":
+            entered.set()
+            await release.wait()
+        return await dispatch(ctx)
+
+    monkeypatch.setattr(ROUTER, "dispatch", blocking)
+    stuck = _user(500)
+    first = await sim.webhook(bot_url, shop.channel_secret, event={"type": "text", "user_id": stuck,
+                                                                   "text": "ちょっと待って"})
+    assert first["status"] == 200
+    await asyncio.wait_for(entered.wait(), SAFETY_SECONDS)
+
+    others = [_user(600 + n) for n in range(12)]
+    answers = await asyncio.wait_for(asyncio.gather(*(
+        sim.webhook(bot_url, shop.channel_secret, event={"type": "text", "user_id": user, "text": "配信停止"})
+        for user in others)), SAFETY_SECONDS)
+    assert [answer["status"] for answer in answers] == [200] * 12  # acknowledged while the handler is blocked
+
+    pipeline = client.app[WEBHOOK_PIPELINE]
+    free = [user for user in others if pipeline.lane(shop.shop_id, user) != pipeline.lane(shop.shop_id, stuck)]
+    behind = [user for user in others if user not in free]
+    assert free and behind  # the fixed IDs spread over the workers: both kinds are exercised
+
+    async def free_handled() -> bool:
+        return await db["customers"].count_documents(
+            {"shop_id": shop.shop_id, "line_user_id": {"$in": free}, "opted_out": True}) == len(free)
+
+    await _until(free_handled)  # the other workers went on handling meanwhile
+    repository = WebhookEventRepository(db)
+    stuck_event = await repository.get(shop.shop_id, first["events"][0]["webhookEventId"])
+    assert stuck_event is not None and stuck_event["state"] == "handling" and not release.is_set()
+    assert await sim.messages(to=stuck) == []
+
+    release.set()
+    await settle(client.app)
+    assert await db["webhook_events"].count_documents({"shop_id": shop.shop_id, "state": "done"}) == 13
+    assert await db["customers"].count_documents({"shop_id": shop.shop_id, "opted_out": True}) == 12
+    for user in others:
+        assert len(await sim.messages(to=user)) == 1
 
 
 async def test_a_full_pipeline_answers_503_and_loses_nothing_acknowledged(
@@ -154,3 +218,44 @@ async def test_the_customer_change_is_stored_before_its_confirmation_goes_out(
     await settle(client.app)
     assert seen == [True]
 
+
+async def test_what_a_stopping_process_acknowledged_but_never_handled_is_handled_after_the_restart(
+    small_client: TestClient[Any, Any], sim: SimClient, make_shop: Callable[..., Awaitable[ShopHandle]],
+    small_settings: Settings, clock: FixedClock, aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Full and stalled when the process stops: the queued events are handed back, the one in hand keeps its
+    lease; a new process handles every acknowledged event exactly once, LINE redelivers the refused ones."""
+    monkeypatch.setattr(webhook, "SHUTDOWN_GRACE_SECONDS", 0.2)
+    shop = await make_shop()
+    bot_url = str(small_client.make_url("/webhook/" + shop.shop_id))
+    Gate(small_client)  # never opened: the worker is stuck until the process stops
+    users = [_user(900 + n) for n in range(7)]
+    answers = [await asyncio.wait_for(sim.webhook(bot_url, shop.channel_secret,
+                                                  event={"type": "text", "user_id": user, "text": "配信停止"}),
+                                      SAFETY_SECONDS) for user in users]
+    assert [answer["status"] for answer in answers] == [200] * 4 + [503] * 3
+    await small_client.close()  # graceful stop: the pipeline is drained for its grace, then handed back
+
+    acknowledged = [answer["events"][0]["webhookEventId"] for answer in answers[:4]]
+    refused = [answer["events"][0]["webhookEventId"] for answer in answers[4:]]
+    clock.advance(LEASE + timedelta(seconds=1))  # the batch that was in hand keeps its lease until then
+    restarted = await aiohttp_client(create_app(small_settings, clock=clock))  # start-up recovery
+    repository = WebhookEventRepository(restarted.app[DATABASE_KEY])
+
+    async def all_done() -> bool:
+        docs = [await repository.get(shop.shop_id, event_id) for event_id in acknowledged]
+        return all(doc is not None and doc["state"] == "done" for doc in docs)
+
+    await _until(all_done)
+    for event_id in refused:
+        assert await repository.get(shop.shop_id, event_id) is None
+    redelivered = await sim.webhook(str(restarted.make_url("/webhook/" + shop.shop_id)), shop.channel_secret,
+                                    redeliver=refused)
+    assert redelivered["status"] == 200
+    await settle(restarted.app)
+    db = restarted.app[DATABASE_KEY]
+    assert await db["webhook_events"].count_documents({"shop_id": shop.shop_id, "state": "done"}) == 7
+    assert await db["customers"].count_documents({"shop_id": shop.shop_id, "opted_out": True}) == 7
+    for user in users:
+        assert len(await sim.messages(to=user)) == 1  # answered once: neither lost nor repeated
