@@ -81,3 +81,48 @@ async def test_several_writes_in_flight() -> None:
     assert await asyncio.gather(*(group.submit([n]) for n in range(9))) == [[n] for n in range(9)]
     assert most == 3
     await group.close()
+
+
+async def test_a_caller_that_stops_waiting_does_not_stop_the_write() -> None:
+    written: list[list[str]] = []
+    release = asyncio.Event()
+
+    async def write(items: list[str]) -> list[str]:
+        await release.wait()
+        written.append(items)
+        return items
+
+    group: GroupCommit[str, str] = GroupCommit(write)
+    impatient = asyncio.ensure_future(group.submit(["a"]))
+    await asyncio.sleep(0)
+    impatient.cancel()  # e.g. its request timed out: the write may already be on its way
+    with pytest.raises(asyncio.CancelledError):
+        await impatient
+    release.set()
+    assert await group.submit(["b"]) == ["b"]
+    await group.close()
+    assert written == [["a"], ["b"]]
+
+
+async def test_a_write_that_answers_for_the_wrong_number_of_items_fails_its_callers() -> None:
+    async def write(items: list[int]) -> list[int]:
+        return items[:-1]
+
+    group: GroupCommit[int, int] = GroupCommit(write)
+    with pytest.raises(RuntimeError, match="2 results for 3 items"):
+        await group.submit([1, 2, 3])
+
+
+async def test_the_window_lets_submissions_arriving_meanwhile_join_the_group() -> None:
+    writes: list[list[int]] = []
+
+    async def write(items: list[int]) -> list[int]:
+        writes.append(items)
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(write, window=0.5)
+    first = asyncio.ensure_future(group.submit([1]))
+    await asyncio.sleep(0)  # the flusher is now sleeping out its window
+    second = asyncio.ensure_future(group.submit([2]))
+    assert (await first, await second) == ([1], [2])
+    assert writes == [[1, 2]]
