@@ -35,6 +35,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.browsers import BrowserRepository, BrowserViews, Seen, ViewCount
+from storage.bulk import only_duplicates
 from storage.database import Database
 from storage.durability import ACKNOWLEDGED, journal_barrier
 from storage.events import EventRepository, event_key
@@ -45,7 +46,6 @@ from storage.types import Document
 log = logging.getLogger("linecrm.linking")
 
 EVENTS_PER_BROWSER_PER_MINUTE = 120
-DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -213,10 +213,7 @@ def _flow_events(new: list[Document], owners: dict[tuple[str, str], str | None],
 
 
 def _duplicate(exc: DuplicateKeyError | BulkWriteError) -> bool:
-    if isinstance(exc, DuplicateKeyError):
-        return True
-    errors = exc.details.get("writeErrors", [])
-    return bool(errors) and all(error.get("code") == DUPLICATE_KEY for error in errors)
+    return isinstance(exc, DuplicateKeyError) or only_duplicates(exc)
 
 
 async def _after_commit(db: Database, views: dict[tuple[str, str], list[ViewCount]],

@@ -25,6 +25,7 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError
 
+from storage.bulk import only_duplicates
 from storage.database import Database, Document, IndexSpec
 from storage.keys import customer_key
 
@@ -150,7 +151,6 @@ def opt_out_change(shop_id: str, line_user_id: str, opted_out: bool, now: dateti
 
 
 GET_MANY_CHUNK = 50  # `$in` grows superlinearly on the embedded database
-DUPLICATE_KEY = 11000
 
 
 class CustomerRepository:
@@ -193,9 +193,9 @@ class CustomerRepository:
             try:
                 await self._customers.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                if not only_duplicates(exc):
                     raise
+                errors = exc.details.get("writeErrors", [])
                 upserts += [merge(by_user[docs[int(error["index"])]["line_user_id"]]) for error in errors]
         if upserts:
             await self._customers.bulk_write([change.operation() for change in upserts], ordered=False)

@@ -27,12 +27,12 @@ from datetime import datetime, timedelta
 from pymongo import ASCENDING, UpdateOne
 from pymongo.errors import BulkWriteError
 
+from storage.bulk import only_duplicates
 from storage.database import Database
 from storage.types import IndexSpec
 
 COLLECTION = "tracking_budgets"
 KEEP_FOR = timedelta(minutes=2)
-DUPLICATE_KEY = 11000
 INDEXES: list[IndexSpec] = [IndexSpec(COLLECTION, [("expires_at", ASCENDING)], "budget_ttl", expire_after_seconds=0)]
 
 
@@ -66,9 +66,9 @@ async def _write(database: Database, operations: Sequence[UpdateOne]) -> tuple[s
     try:
         result = await database[COLLECTION].bulk_write(list(operations), ordered=False)
     except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+        if not only_duplicates(exc):
             raise
+        errors = exc.details.get("writeErrors", [])
         return ({int(error["index"]) for error in errors},
                 {int(entry["index"]) for entry in exc.details.get("upserted", [])})
     return set(), {int(index) for index in (result.upserted_ids or {})}

@@ -41,8 +41,10 @@ from typing import Any
 from pymongo import ASCENDING, UpdateOne
 from pymongo.errors import BulkWriteError
 
+from storage.bulk import only_duplicates
 from storage.database import Database
 from storage.durability import ACKNOWLEDGED
+from storage.keys import shop_scoped
 from storage.types import Document, IndexSpec
 
 COLLECTION = "webhook_events"
@@ -52,7 +54,6 @@ LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
 KEEP_FOR = timedelta(days=30)
 KEEP_ANSWERING_FOR = timedelta(days=2)  # retries end within an hour of the event
-DUPLICATE_KEY = 11000
 ID_CHUNK = 25  # events per `_id` `$in` write: `$in` grows superlinearly, and a long write delays acknowledgements
 
 INDEXES: list[IndexSpec] = (
@@ -76,7 +77,7 @@ def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
 
 
 def event_key(shop_id: str, webhook_event_id: str) -> str:
-    return f"{shop_id}:{webhook_event_id}"
+    return shop_scoped(shop_id, webhook_event_id)
 
 
 def new_claim() -> str:
@@ -168,10 +169,9 @@ class WebhookEventRepository:
         try:
             await self._acknowledging.insert_many(list(docs), ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors) or exc.details.get("writeConcernErrors"):
+            if not only_duplicates(exc):
                 raise
-            failed = {error["index"] for error in errors}
+            failed = {int(error["index"]) for error in exc.details.get("writeErrors", [])}
         seen: set[str] = set()
         new: list[bool] = []
         for index, doc in enumerate(docs):
@@ -196,7 +196,7 @@ class WebhookEventRepository:
             await self._answering.insert_many(
                 [{"_id": plan.key, "method": plan.method, "at": now} for plan in plans], ordered=False)
         except BulkWriteError as exc:  # marked by an earlier attempt (same method: a repeated push)
-            if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+            if not only_duplicates(exc):
                 raise
 
     async def answering(self, keys: Sequence[str]) -> dict[str, str]:
