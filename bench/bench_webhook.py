@@ -60,8 +60,8 @@ def _serve_ours(port: int, uri: str, db_name: str, line_url: str, profile: str |
                 ready: Any) -> None:
     """Our app, plus `/_bench/db` with the database commands it has sent (a pymongo command listener).
 
-    `unjournaled` swaps the acknowledging write concern for `w: 1, j: false`: only to measure what
-    durability costs, never how the app runs.
+    `unjournaled` swaps the write concern (the client's and the acknowledging writes') for `w: 1, j: false`:
+    only to measure what durability costs, never how the app runs.
     """
     from pymongo import WriteConcern, monitoring
 
@@ -83,9 +83,12 @@ def _serve_ours(port: int, uri: str, db_name: str, line_url: str, profile: str |
 
     monitoring.register(Commands())
     if unjournaled:
+        import storage.database
         import storage.webhook_events
 
         setattr(storage.webhook_events, "ACKNOWLEDGED", WriteConcern(w=1, j=False))  # noqa: B010
+        setattr(storage.database, "WRITE_CONCERN_W", 1)  # noqa: B010
+        setattr(storage.database, "WRITE_CONCERN_JOURNAL", False)  # noqa: B010
     settings = Settings(mongodb_uri=uri, mongodb_db=db_name, line_api_base=line_url, line_data_api_base=line_url,
                         public_base_url="http://bench.test", log_level="WARNING")
     app = create_app(settings)
