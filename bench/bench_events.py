@@ -80,10 +80,13 @@ def _serve_ours(port: int, uri: str, db_name: str, ready: Any) -> None:
 
 def _serve_reference(port: int, uri: str, db_name: str, ready: Any) -> None:
     """Validate with the same model, then one `insert_many` per request; 204."""
+    from pymongo import WriteConcern
+
     from bench.bench_webhook import _run
     from linking.tracking import parse_events
     from storage.database import Database, connect
 
+    NO_JOURNAL_WAIT = WriteConcern(w=1, j=False)  # as documented: the client's default now waits for the journal
     app = web.Application()
     databases: list[Database] = []
 
@@ -94,7 +97,7 @@ def _serve_reference(port: int, uri: str, db_name: str, ready: Any) -> None:
 
     async def post(request: web.Request) -> web.Response:
         events = parse_events(await request.read())
-        await databases[0]["reference_events"].insert_many(
+        await databases[0]["reference_events"].with_options(write_concern=NO_JOURNAL_WAIT).insert_many(
             [{"shop_id": request.match_info["shop_id"], **event.model_dump(exclude_none=True)} for event in events])
         return web.Response(status=204, headers={"Access-Control-Allow-Origin": ORIGIN})
 
