@@ -46,8 +46,9 @@ def clip(text: str, limit: int) -> str:
     return "".join(out) + ELLIPSIS
 
 
-def _size(container: dict[str, Any]) -> int:
-    return len(json.dumps(container, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+def json_size(obj: Any) -> int:
+    """Bytes as LINE measures a Flex container: compact JSON in UTF-8."""
+    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
 def carousel(bubbles: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -65,9 +66,9 @@ def flex_message(alt_text: str, contents: dict[str, Any]) -> dict[str, Any]:
         raise FlexLimitError(f"altText must be 1-{MAX_ALT_TEXT} characters")
     bubbles = contents["contents"] if contents.get("type") == "carousel" else [contents]
     for index, bubble in enumerate(bubbles):
-        if _size(bubble) > MAX_BUBBLE_BYTES:
+        if json_size(bubble) > MAX_BUBBLE_BYTES:
             raise FlexLimitError(f"bubble {index} is over {MAX_BUBBLE_BYTES} bytes")
-    if contents.get("type") == "carousel" and _size(contents) > MAX_CAROUSEL_BYTES:
+    if contents.get("type") == "carousel" and json_size(contents) > MAX_CAROUSEL_BYTES:
         raise FlexLimitError(f"carousel is over {MAX_CAROUSEL_BYTES} bytes")
     return {"type": "flex", "altText": alt_text, "contents": contents}
 

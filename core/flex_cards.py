@@ -1,0 +1,261 @@
+"""The product-card Flex carousel every flow sends (browse reminders, carts): one builder, LINE's limits enforced.
+
+A flow decides *what* is shown (which products, in which order, with which
+texts and colours: a `CardStyle`); this module decides how a card looks and
+refuses what LINE would refuse, at build time: at most 12 bubbles, altText ≤
+1,500 UTF-16 units, a bubble ≤ 30 KB, the carousel ≤ 50 KB (bubbles that would
+not fit are dropped from the end, never sent for LINE to refuse), action labels
+≤ 40, image and URI lengths.
+
+Sizes are exact without serialising a carousel twice: a card's bubble is built
+once with a placeholder URL (`BubbleTemplate`, shareable across customers when
+the card is the same), the per-customer click URL is patched in with a few
+shallow copies, and the JSON sizes add up (bubbles plus commas).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from core.flex import ELLIPSIS, FlexLimitError, clip, json_size, yen
+from core.line_limits import (
+    MAX_ALT_TEXT,
+    MAX_BUBBLE_BYTES,
+    MAX_CAROUSEL_BUBBLES,
+    MAX_CAROUSEL_BYTES,
+    MAX_FLEX_ACTION_LABEL,
+    utf16_len,
+)
+
+MAX_NAME = 80  # UTF-16 units of a product name shown (it wraps to at most 3 lines anyway)
+MAX_TITLE = 100
+MAX_DETAIL = 60  # a variant's name
+MAX_IMAGE_URL = 2000  # LINE's limit for an image URL
+MAX_ACTION_URI = 1000  # LINE's limit for a URI action
+URL_SLOT = "https://slot.invalid/"  # stands for the click URL in a template (ASCII: JSON bytes = length)
+
+
+@dataclass(frozen=True)
+class ProductCard:
+    """One product as the customer sees it; `url` is our click redirect, not the shop's URL."""
+
+    title: str
+    url: str
+    price: int | None  # yen; None: not shown (e.g. a cart line whose price nobody knows)
+    sale_price: int | None = None
+    image_url: str | None = None
+    total_stock: int | None = None  # None when the shop does not track this product's stock
+    variant: str | None = None  # the variant's name (a cart line)
+    quantity: int | None = None  # how many (a cart line)
+    sold_out: bool = False  # marked, not hidden (a cart line the shop cannot sell now)
+
+
+@dataclass(frozen=True)
+class CardStyle:
+    """A flow's texts and colours for its cards (browse reminders: one per step; carts: one per stage)."""
+
+    alt_text: str
+    button_text: str
+    button_color: str = "#06C755"
+    title: str | None = None  # the header above every card
+    title_color: str = "#111111"
+    label: str | None = None  # the badge of a card in stock (None: no badge)
+    label_color: str = "#FFFFFF"
+    label_background_color: str = "#06C755"
+    low_stock_threshold: int = 3  # summed stock at or below this (and above 0): the low-stock badge
+    low_stock_label: str = "残りわずか!"
+    low_stock_label_color: str = "#FFFFFF"
+    low_stock_label_background_color: str = "#E53935"
+    sold_out_label: str = "在庫切れ"
+    sold_out_label_color: str = "#FFFFFF"
+    sold_out_label_background_color: str = "#9E9E9E"
+    coupon_code: str | None = None
+    coupon_text: str | None = None
+
+
+def is_low_stock(total_stock: int | None, threshold: int) -> bool:
+    return total_stock is not None and 0 < total_stock <= threshold
+
+
+def _badge(text: str, colour: str, background: str) -> dict[str, Any]:
+    return {
+        "type": "box",
+        "layout": "horizontal",
+        "contents": [{"type": "text", "text": text, "size": "xs", "color": colour, "weight": "bold", "flex": 0}],
+        "backgroundColor": background,
+        "cornerRadius": "md",
+        "paddingAll": "4px",
+        "paddingStart": "8px",
+        "paddingEnd": "8px",
+        "flex": 0,
+    }
+
+
+def _label(card: ProductCard, style: CardStyle) -> dict[str, Any] | None:
+    if card.sold_out:
+        return _badge(style.sold_out_label, style.sold_out_label_color, style.sold_out_label_background_color)
+    if is_low_stock(card.total_stock, style.low_stock_threshold):
+        return _badge(style.low_stock_label, style.low_stock_label_color, style.low_stock_label_background_color)
+    if style.label:
+        return _badge(style.label, style.label_color, style.label_background_color)
+    return None
+
+
+def _price(card: ProductCard) -> dict[str, Any] | None:
+    if card.price is None:
+        return None
+    if card.sale_price is not None and card.sale_price < card.price:
+        return {
+            "type": "box",
+            "layout": "baseline",
+            "spacing": "sm",
+            "contents": [
+                {"type": "text", "text": yen(card.sale_price), "size": "lg", "weight": "bold", "color": "#E53935",
+                 "flex": 0},
+                {"type": "text", "text": yen(card.price), "size": "sm", "color": "#999999",
+                 "decoration": "line-through", "flex": 0},
+            ],
+        }
+    return {"type": "text", "text": yen(card.price), "size": "lg", "weight": "bold", "color": "#111111"}
+
+
+def _details(card: ProductCard) -> list[dict[str, Any]]:
+    """A cart line's variant and quantity, small and grey under the name."""
+    lines = []
+    if card.variant:
+        lines.append(clip(card.variant, MAX_DETAIL))
+    if card.quantity is not None:
+        lines.append(f"数量: {card.quantity:,}")
+    return [{"type": "text", "text": text, "size": "xs", "color": "#777777", "wrap": True, "maxLines": 2}
+            for text in lines]
+
+
+def _coupon(style: CardStyle) -> dict[str, Any] | None:
+    if not style.coupon_code:
+        return None
+    contents: list[dict[str, Any]] = []
+    if style.coupon_text:
+        contents.append({"type": "text", "text": style.coupon_text, "size": "xs", "wrap": True, "color": "#555555"})
+    contents.append({"type": "text", "text": style.coupon_code, "size": "md", "weight": "bold", "color": "#111111",
+                     "align": "center"})
+    return {"type": "box", "layout": "vertical", "spacing": "xs", "contents": contents,
+            "backgroundColor": "#FFF4E5", "cornerRadius": "md", "paddingAll": "8px", "margin": "md"}
+
+
+def check_url(url: str) -> None:
+    """A button's URL as LINE takes it (http(s), at most 1,000 characters)."""
+    if utf16_len(url) > MAX_ACTION_URI or not url.startswith(("https://", "http://")):
+        raise FlexLimitError("a card's button URL must be an http(s) URL of at most 1000 characters")
+
+
+def _bubble(card: ProductCard, style: CardStyle) -> dict[str, Any]:
+    check_url(card.url)
+    action = {"type": "uri", "label": clip(style.button_text, MAX_FLEX_ACTION_LABEL), "uri": card.url}
+    body: list[dict[str, Any]] = []
+    label = _label(card, style)
+    if label is not None:
+        body.append({"type": "box", "layout": "horizontal", "contents": [label]})
+    body.append({"type": "text", "text": clip(card.title, MAX_NAME) or ELLIPSIS, "weight": "bold", "size": "md",
+                 "wrap": True, "maxLines": 3, "margin": "md"})
+    body += _details(card)
+    price = _price(card)
+    if price is not None:
+        body.append(price)
+    coupon = _coupon(style)
+    if coupon is not None:
+        body.append(coupon)
+    bubble: dict[str, Any] = {"type": "bubble", "size": "kilo"}
+    title = clip(style.title, MAX_TITLE) if style.title else None
+    if title:
+        bubble["header"] = {
+            "type": "box", "layout": "vertical", "paddingAll": "10px",
+            "contents": [{"type": "text", "text": title, "weight": "bold", "size": "sm", "color": style.title_color,
+                          "wrap": True, "maxLines": 2}],
+        }
+    image = card.image_url
+    if image and image.startswith("https://") and len(image) <= MAX_IMAGE_URL:
+        bubble["hero"] = {"type": "image", "url": image, "size": "full", "aspectRatio": "1:1",
+                          "aspectMode": "cover", "action": {"type": "uri", "uri": card.url}}
+    bubble["body"] = {"type": "box", "layout": "vertical", "spacing": "sm", "contents": body}
+    bubble["footer"] = {
+        "type": "box", "layout": "vertical",
+        "contents": [{"type": "button", "style": "primary", "color": style.button_color, "height": "sm",
+                      "action": action}],
+    }
+    return bubble
+
+
+def _json_len(text: str) -> int:
+    """Bytes of a string as a JSON value (quotes and escapes included)."""
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class BubbleTemplate:
+    """One card's bubble with the click URL left open, and its JSON size.
+
+    `with_url` patches the two places the URL goes (hero and button) with a few
+    shallow copies; the size is then known without serialising again. Never
+    mutate `bubble` (templates are shared across customers).
+    """
+
+    bubble: dict[str, Any]
+    size: int  # bytes of compact UTF-8 JSON with URL_SLOT in place of the URL
+    url_slots: int  # how many times the URL appears
+
+    def with_url(self, url: str) -> tuple[dict[str, Any], int]:
+        """(bubble with this click URL, its exact JSON size); the template is left untouched."""
+        check_url(url)
+        bubble = dict(self.bubble)
+        if "hero" in bubble:
+            hero = dict(bubble["hero"])
+            hero["action"] = {**hero["action"], "uri": url}
+            bubble["hero"] = hero
+        footer = dict(bubble["footer"])
+        button = dict(footer["contents"][0])
+        button["action"] = {**button["action"], "uri": url}
+        footer["contents"] = [button]
+        bubble["footer"] = footer
+        size = self.size + self.url_slots * (_json_len(url) - _json_len(URL_SLOT))
+        if size > MAX_BUBBLE_BYTES:
+            raise FlexLimitError(f"a card's bubble is over LINE's {MAX_BUBBLE_BYTES} byte limit")
+        return bubble, size
+
+
+def bubble_template(card: ProductCard, style: CardStyle) -> BubbleTemplate:
+    """The bubble of `card` (its `url` is ignored) in `style`, ready to be reused across customers."""
+    bubble = _bubble(replace(card, url=URL_SLOT), style)
+    return BubbleTemplate(bubble, json_size(bubble), 2 if "hero" in bubble else 1)
+
+
+_EMPTY_CAROUSEL = len('{"type":"carousel","contents":[]}')
+
+
+def assemble_carousel(bubbles: Sequence[tuple[dict[str, Any], int]], alt_text: str) -> dict[str, Any]:
+    """The Flex message from (bubble, JSON size) pairs; bubbles that would break 50 KB are dropped from the end."""
+    if not bubbles:
+        raise FlexLimitError("a carousel needs at least one card")
+    if len(bubbles) > MAX_CAROUSEL_BUBBLES:
+        raise FlexLimitError(f"a carousel holds at most {MAX_CAROUSEL_BUBBLES} bubbles, got {len(bubbles)}")
+    kept: list[dict[str, Any]] = []
+    total = _EMPTY_CAROUSEL
+    for bubble, size in bubbles:
+        if size > MAX_BUBBLE_BYTES:
+            raise FlexLimitError(f"a card's bubble is over LINE's {MAX_BUBBLE_BYTES} byte limit")
+        grown = total + size + (1 if kept else 0)
+        if kept and grown > MAX_CAROUSEL_BYTES:
+            break
+        kept.append(bubble)
+        total = grown
+    return {"type": "flex", "altText": clip(alt_text, MAX_ALT_TEXT) or ELLIPSIS,
+            "contents": {"type": "carousel", "contents": kept}}
+
+
+def card_carousel(cards: Sequence[ProductCard], style: CardStyle) -> dict[str, Any]:
+    """A Flex message (dict, LINE's JSON) of these cards, each with its own `url`; refuses what LINE would refuse."""
+    if len(cards) > MAX_CAROUSEL_BUBBLES:
+        raise FlexLimitError(f"a carousel holds at most {MAX_CAROUSEL_BUBBLES} bubbles, got {len(cards)}")
+    return assemble_carousel([bubble_template(card, style).with_url(card.url) for card in cards], style.alt_text)
