@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from admin_api import (
+    carts,
     customers,
     links,
     orders,
@@ -29,7 +30,7 @@ def admin_routes() -> AdminApi:
     """Every admin route, in the order the OpenAPI document lists them."""
     return AdminApi().include(
         shops.routes, settings.routes, products.routes, orders.routes, customers.routes, points.routes,
-        links.routes, reminders.routes, rich_menu.routes,
+        links.routes, reminders.routes, rich_menu.routes, carts.routes,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from storage import (
     browsers,
+    carts,
     contacts,
     customers,
     delivery_log,
@@ -33,4 +34,5 @@ INDEXES: list[IndexSpec] = [
     *delivery_log.INDEXES,
     *link_tokens.INDEXES,
     *signals.INDEXES,
+    *carts.INDEXES,
 ]

@@ -17,6 +17,8 @@ from core.line_limits import MAX_ALT_TEXT, MAX_CHAT_BAR_TEXT, MAX_FLEX_ACTION_LA
 from storage.database import Database
 
 COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
+# A recovery URL goes inside a signed click link, and LINE takes at most 1,000 characters in a button.
+MAX_RECOVERY_TEMPLATE = 400
 
 
 def _utf16_max(limit: int) -> AfterValidator:
@@ -121,6 +123,8 @@ class ReminderSettings(SettingsSection):
 
 
 class CartSettings(SettingsSection):
+    """Cart and checkout abandonment reminders (カゴ落ち): one message per cart, `delay_hours` after its last activity."""
+
     enabled: bool = False
     delay_hours: int = Field(default=3, ge=1, le=24)
     title: ShortText = "カートに商品が残っています"
@@ -128,11 +132,18 @@ class CartSettings(SettingsSection):
     button_text: ButtonText = "カートを見る"
     button_color: Colour = "#06C755"
     alt_text: AltText = "カートに商品が残っています"
-    recovery_url_template: Annotated[str, Field(max_length=1000)] | None = Field(
+    recovery_url_template: Annotated[str, Field(max_length=MAX_RECOVERY_TEMPLATE)] | None = Field(
         default=None, validate_default=True, description="URL that reopens the cart; must contain {cart_token}"
     )
     cooldown_days: int = Field(default=3, ge=0, le=90, description="after a reminder, none again for this long")
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
+    # The checkout stage (the customer reached the checkout and left) has its own texts.
+    checkout_title: ShortText = "ご購入手続きが完了していません"
+    checkout_message_text: MessageText = "ご購入手続きの途中です。カートの商品はこちらからお手続きを再開できます。"
+    checkout_alt_text: AltText = "ご購入手続きが完了していません"
+    low_stock_threshold: int = Field(default=3, ge=0, le=100_000, description="summed stock at or below: low-stock label")
+    low_stock_label: LabelText = "残りわずか!"
+    sold_out_label: LabelText = "在庫切れ"
 
     @field_validator("recovery_url_template")
     @classmethod

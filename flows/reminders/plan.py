@@ -36,6 +36,7 @@ from flows.reminders.profile import bought_products, view_stats
 from flows.reminders.timing import step_due_at
 from storage.contacts import Lookup
 from storage.database import Database, Document
+from storage.products import ProductRepository
 from storage.schema import INDEXES
 from storage.shop_settings import ReminderSettings, ReminderStep, ShopSettingsRepository
 from storage.shops import Shop
@@ -72,9 +73,8 @@ PRODUCT_FIELDS = {
 
 
 def catalogue_cursor(database: Database, shop_id: str) -> AsyncCursor[Document]:
-    """The shop's whole catalogue through its (shop_id, product_id) index, projected to what a card needs."""
-    return hinted(database["products"].find({"shop_id": shop_id}, PRODUCT_FIELDS),
-                  index_for("products", "shop_id", "product_id"))
+    """The shop's whole catalogue, projected to what a card and the product choice need."""
+    return ProductRepository(database).catalogue(shop_id, PRODUCT_FIELDS)
 
 
 @dataclass

@@ -1,0 +1,152 @@
+"""`carts`: one document per cart of a shop (its cart token), fed by the tracking script and the shop platform.
+
+Document (`_id` = "<shop_id>:<cart_token>"):
+  shop_id, cart_token,
+  items: [{product_id, variant_id?, quantity, price? (unit, yen), title?, image_url?}] in cart order,
+  stage: "cart" | "checkout", state: "open" | "ordered" | "emptied",
+  value: yen (lines without a price valued at the catalogue price when they arrived),
+  line_user_id (the owner; None until known), browser_id, customer_id (the shop's own),
+  last_activity_at, abandoned_at (last activity + the shop's delay; kept once passed, None when the cart
+  ended before it), platform_updated_at (the platform's own time of its last write, against reordering),
+  order_id, ordered_at, event_ids (the latest browser events applied: replays change nothing),
+  created_at, updated_at, version.
+
+What a change does to a cart is decided by pure functions (`flows.carts.cart`); this module only reads and
+writes, each write conditional on the `version` it was computed from (`change`), so concurrent events on one
+cart serialise instead of losing a line. Never decides who gets a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from storage.database import Database, Document, IndexSpec
+
+CARTS = "carts"
+# Customer search by cart state: the sort (activity, _id) first, the value and owner filters covered after it.
+SEARCH_INDEX = [("shop_id", ASCENDING), ("state", ASCENDING), ("last_activity_at", ASCENDING), ("_id", ASCENDING),
+                ("value", ASCENDING), ("line_user_id", ASCENDING)]
+SEARCH = "shop_state_activity"
+INDEXES: list[IndexSpec] = [
+    IndexSpec(CARTS, [("shop_id", ASCENDING), ("browser_id", ASCENDING)], "shop_browser"),
+    IndexSpec(CARTS, [("shop_id", ASCENDING), ("abandoned_at", ASCENDING), ("line_user_id", ASCENDING)],
+              "shop_abandoned"),
+    IndexSpec(CARTS, SEARCH_INDEX, SEARCH),
+]
+MAX_ATTEMPTS = 10
+
+CartState = Literal["open", "ordered", "emptied"]
+Outcome = Literal["created", "updated", "unchanged"]
+# The current cart (None: never seen) → its new content fields, or None when nothing changes.
+Change = Callable[[Document | None], Document | None]
+
+
+def cart_key(shop_id: str, cart_token: str) -> str:
+    return f"{shop_id}:{cart_token}"
+
+
+class CartContention(Exception):
+    """A cart kept changing under us (a storm of writes to one cart)."""
+
+
+@dataclass(frozen=True)
+class Changed:
+    cart: Document | None  # the cart as stored now (None: still unknown)
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class CartSearch:
+    """Customer search by cart state (the seed's カゴ落ち状態 / 日時 / 金額 columns)."""
+
+    state: CartState = "open"
+    min_value: int | None = None
+    max_value: int | None = None
+    active_from: datetime | None = None
+    active_to: datetime | None = None
+    linked: bool | None = None  # True: carts whose owner is known (customers); False: anonymous browsers
+
+
+class CartRepository:
+    def __init__(self, database: Database) -> None:
+        self._carts = database[CARTS]
+
+    async def get(self, shop_id: str, cart_token: str) -> Document | None:
+        return await self._carts.find_one({"_id": cart_key(shop_id, cart_token)})
+
+    async def change(self, shop_id: str, cart_token: str, change: Change, now: datetime) -> Changed:
+        """Read, apply `change` (pure), write back only if nobody wrote in between (else read again)."""
+        key = cart_key(shop_id, cart_token)
+        for _ in range(MAX_ATTEMPTS):
+            current = await self._carts.find_one({"_id": key})
+            fields = change(current)
+            if fields is None:
+                return Changed(current, "unchanged")
+            if current is None:
+                doc = {**fields, "_id": key, "shop_id": shop_id, "cart_token": cart_token, "created_at": now,
+                       "updated_at": now, "version": 1}
+                try:
+                    await self._carts.insert_one(doc)
+                except DuplicateKeyError:
+                    continue
+                return Changed(doc, "created")
+            version = int(current.get("version") or 0)
+            doc = {**current, **fields, "updated_at": now, "version": version + 1}
+            result = await self._carts.replace_one({"_id": key, "version": current.get("version")}, doc)
+            if result.matched_count == 1:
+                return Changed(doc, "updated")
+        raise CartContention(f"cart of shop {shop_id} kept changing")
+
+    async def by_browser(self, shop_id: str, browser_id: str) -> list[Document]:
+        """Every cart a browser touched (the link-time attach; a browser has few)."""
+        return [doc async for doc in self._carts.find({"shop_id": shop_id, "browser_id": browser_id},
+                                                       hint="shop_browser")]
+
+    async def search(self, shop_id: str, search: CartSearch, after: tuple[datetime, str] | None,
+                     limit: int) -> list[Document]:
+        """Carts in a state, newest activity first, filtered by value, activity and owner.
+
+        Keyset paging by (last_activity_at desc, _id desc) as at most two range scans of one index (`$or` is
+        never indexed); `after` is the previous page's last (last_activity_at, _id).
+        """
+        query: dict[str, Any] = {"shop_id": shop_id, "state": search.state}
+        value: dict[str, Any] = {}
+        if search.min_value is not None:
+            value["$gte"] = search.min_value
+        if search.max_value is not None:
+            value["$lte"] = search.max_value
+        if value:
+            query["value"] = value
+        if search.linked is True:
+            query["line_user_id"] = {"$gt": ""}
+        elif search.linked is False:
+            query["line_user_id"] = None
+        activity: dict[str, Any] = {}
+        if search.active_from is not None:
+            activity["$gte"] = search.active_from
+        if search.active_to is not None:
+            activity["$lt"] = search.active_to
+        order = [("last_activity_at", DESCENDING), ("_id", DESCENDING)]
+        page: list[Document] = []
+        if after is not None:
+            at, key = after
+            ties = self._carts.find({**query, "last_activity_at": at, "_id": {"$lt": key}}).sort(order)
+            page = [doc async for doc in ties.hint(SEARCH).limit(limit)]
+            activity["$lt"] = min(at, activity["$lt"]) if "$lt" in activity else at
+        if len(page) < limit:
+            rest = self._carts.find({**query, **({"last_activity_at": activity} if activity else {})}).sort(order)
+            page += [doc async for doc in rest.hint(SEARCH).limit(limit - len(page))]
+        return page
+
+    async def count_abandoned(self, shop_id: str, start: datetime, end: datetime) -> tuple[int, int]:
+        """(carts abandoned in [start, end), of which with a known owner)."""
+        period = {"shop_id": shop_id, "abandoned_at": {"$gte": start, "$lt": end}}
+        total = await self._carts.count_documents(period, hint="shop_abandoned")
+        linked = await self._carts.count_documents({**period, "line_user_id": {"$gt": ""}}, hint="shop_abandoned")
+        return total, linked
