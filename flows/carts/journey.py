@@ -135,7 +135,7 @@ def decide(facts: Facts, settings: CartSettings, now: datetime) -> CartDecision:
     state = facts.state
     token = state.get("token")
     if state.get("status") != "waiting" or not token or not state.get("last_activity_at"):
-        return CartDecision("end", {"due_at": None}, reason=str(state.get("status") or "idle"))
+        return CartDecision("end", {"due_at": None}, reason=str(state.get("reason") or state.get("status") or "idle"))
     if not settings.enabled or settings.recovery_url_template is None:
         return CartDecision("end", {"status": "ended", "reason": "disabled", "due_at": None}, reason="disabled")
     last = as_utc(state["last_activity_at"])
