@@ -17,6 +17,8 @@ Collections
 - `events`: browser events (page views, carts, purchases), unique by client event ID.
 - `webhook_events`: every LINE webhook event as received, unique by `webhookEventId`,
   with its handling state (so a crash between ack and handling is recovered).
+- `carts`: one per cart token of a shop (tracking events and the platform's `PUT /carts`): lines, stage,
+  open/ordered/emptied, value, owner, last activity, abandonment moment (storage.carts).
 - `products`: the shop's catalogue with variants and summed stock.
 - `orders`: orders by the shop's order ID.
 - `points_ledger`: points transactions, unique by external transaction ID.
