@@ -109,7 +109,8 @@ def apply_platform(current: Document | None, update: PlatformCart, clock: CartCl
 def apply_events(current: Document | None, events: Sequence[Mapping[str, Any]], clock: CartClock) -> dict[str, Any] | None:
     """Browser events of one cart token, in order; events already applied (by ID) and events after an order
     change nothing. An add puts a line in the cart (or adds to its quantity), a checkout moves the cart to
-    the checkout stage, a purchase ends it."""
+    the checkout stage, a purchase ends it (a purchase of a cart never seen is kept as an ordered cart, so that
+    a late add cannot reopen it)."""
     cart: dict[str, Any] = {
         "items": [dict(line) for line in (current or {}).get("items") or []],
         "stage": (current or {}).get("stage") or "cart",
@@ -143,12 +144,12 @@ def apply_events(current: Document | None, events: Sequence[Mapping[str, Any]], 
             cart.update(state="open", stage="cart")
         elif kind == "checkout_started":
             cart.update(state="open", stage="checkout")
-    if not changed or (current is None and last is None):
-        return None  # nothing new, or only a purchase of a cart never seen: nothing to keep
+    if not changed:
+        return None
     cart["event_ids"] = applied[-EVENT_IDS_KEEP:]
+    cart["value"] = cart_value(cart["items"])
     if last is not None:
         cart["last_activity_at"] = last
-        cart["value"] = cart_value(cart["items"])
         cart["abandoned_at"] = abandoned_at(cart["state"], cart["items"], last, (current or {}).get("abandoned_at"),
                                             clock)
     cart["source"] = "browser"
@@ -174,12 +175,16 @@ def _add_line(items: list[dict[str, Any]], event: Mapping[str, Any], prices: Map
 
 
 def mark_ordered(current: Document | None, order_id: str, ordered_at: datetime, clock: CartClock) -> dict[str, Any] | None:
-    """An order carrying the cart's token ends it (an unknown token stays unknown: nothing to end)."""
-    if current is None or current.get("state") == "ordered":
+    """An order carrying the cart's token ends it. A token never seen is kept as an ordered cart with no lines,
+    so a cart write arriving after its order (a late retry) cannot reopen it."""
+    if current is not None and current.get("state") == "ordered":
         return None
-    return {"state": "ordered", "order_id": order_id, "ordered_at": ordered_at,
-            "abandoned_at": abandoned_at("ordered", [], ordered_at, current.get("abandoned_at"),
-                                         CartClock(min(clock.now, ordered_at), clock.delay))}
+    fields: dict[str, Any] = {"state": "ordered", "order_id": order_id, "ordered_at": ordered_at,
+                              "abandoned_at": abandoned_at("ordered", [], ordered_at, (current or {}).get("abandoned_at"),
+                                                           CartClock(min(clock.now, ordered_at), clock.delay))}
+    if current is None:
+        fields.update(items=[], stage="cart", value=0)
+    return fields
 
 
 def attach_owner(current: Document | None, line_user_id: str) -> dict[str, Any] | None:

@@ -51,8 +51,15 @@ def test_checkout_then_purchase_ends_the_cart_for_good() -> None:
     assert after is not None and after["state"] == "ordered" and len(after["items"]) == 1  # only the ID is kept
 
 
-def test_a_purchase_of_a_cart_never_seen_keeps_nothing() -> None:
-    assert apply_events(None, [ev("e1", "purchase")], CLOCK) is None
+def test_a_purchase_or_order_of_a_cart_never_seen_keeps_it_ordered_so_a_late_add_cannot_reopen_it() -> None:
+    bought = stored(apply_events(None, [ev("e1", "purchase", order_id="o1")], CLOCK))
+    assert (bought["state"], bought["items"], bought["value"]) == ("ordered", [], 0)
+    late = apply_events(bought, [ev("e2")], CLOCK)
+    assert late is not None and late["state"] == "ordered" and late["items"] == []
+    ordered = stored(mark_ordered(None, "o1", T0, CLOCK))
+    assert ordered["state"] == "ordered" and ordered["items"] == []
+    assert apply_platform(ordered, PlatformCart([{"product_id": "p1", "quantity": 1, "price": 1}], "cart"),
+                          CLOCK) is None
 
 
 @pytest.mark.parametrize(("ordered_after", "abandoned"), [(timedelta(hours=2), False), (timedelta(hours=5), True)])
@@ -63,7 +70,6 @@ def test_an_order_keeps_an_abandonment_that_already_happened(ordered_after: time
     assert ordered is not None and ordered["state"] == "ordered"
     assert ordered["abandoned_at"] == (T0 + timedelta(hours=3) if abandoned else None)
     assert mark_ordered(stored(ordered, 2), "o2", at, CLOCK) is None
-    assert mark_ordered(None, "o1", at, CLOCK) is None
 
 
 def test_the_platform_replaces_the_list_ignores_older_writes_and_retries() -> None:

@@ -90,6 +90,29 @@ async def test_a_purchase_before_the_delay_gets_nothing(world: CartWorld) -> Non
     assert [(await world.journey(u))["reason"] for u in (U1, U2, U3)] == ["ordered", "ordered", "purchased"]
 
 
+async def test_an_order_that_arrives_before_its_cart_keeps_the_cart_ended(world: CartWorld) -> None:
+    await world.settings()
+    await world.customer(U1)
+    await world.order(None, "guest-1", 12800, START, cart_token="early")  # a guest order: the cart's owner unknown
+    status, cart = await world.put_cart(START + hours(1), "early", [{"product_id": "p1", "quantity": 1,
+                                                                     "price": 12800}], line_user_id=U1)
+    assert status == 200 and cart["state"] == "ordered" and cart["items"] == []
+    assert (await world.run(START + hours(5))).get("contacts", 0) == 0 and await world.pushes() == []
+
+
+async def test_a_guest_order_with_the_token_finds_the_carts_customer_and_recovers(world: CartWorld) -> None:
+    await world.settings()
+    await world.product("p1")
+    browser = await world.customer(U1)
+    await world.add(START, browser, "g", "p1")
+    assert (await world.run(START + hours(3)))["sent"] == 1
+    await world.order(None, "guest-2", 12800, START + hours(30), cart_token="g")  # no customer identity at all
+    order = await world.client.get(f"{world.base}/orders/guest-2", headers=world.shop.auth)
+    assert (await order.json())["line_user_id"] == U1
+    report = await world.report()
+    assert (report["recovered"], report["recovered_revenue"]) == (1, 12800)
+
+
 async def test_quiet_hours_defer_the_reminder_to_the_morning(world: CartWorld) -> None:
     await world.settings(quiet_hours={"enabled": True, "start": "21:00", "end": "09:00"})
     await world.product("p1")
