@@ -87,7 +87,9 @@ class CartsFlow:
         shop_id = str(contact.get("shop_id") or "")
         shop = self._shops.get(shop_id)
         token = str(state.get("token") or "")
-        expects = {"token": state.get("token")}
+        # A send applies to its cart however the cart changed meanwhile (it was reminded: never again); anything
+        # else only to the version it was decided on (new activity during a skip or a wait decides again).
+        expects = {"token": state.get("token"), "cart_v": state.get("cart_v")}
         if shop is None:
             return Intent(flow=FLOW, state_key=STATE_KEY, kind="end", state={"due_at": None}, reason="unknown_shop",
                           expects=expects)
@@ -114,7 +116,7 @@ class CartsFlow:
         return Intent(flow=FLOW, state_key=STATE_KEY, kind="send", state=decision.state, step=STEP, cycle=token,
                       due_at=decision.due_at, messages=messages, key=key,
                       window=quiet_window(shop.settings.quiet_hours), stale_after=decision.stale_after,
-                      detail=detail, expects=expects)
+                      detail=detail, expects={"token": state.get("token")})
 
     @staticmethod
     def _skip(decision: CartDecision, reason: str | None, token: str, key: str, detail: dict[str, Any],

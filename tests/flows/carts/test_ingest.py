@@ -7,7 +7,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from flows.carts.cart import CartClock, apply_events
+from flows.carts.cart import CartClock, PlatformCart, apply_events, apply_platform
 from storage.carts import CartRepository
 from tests.conftest import START
 from tests.flows.carts.conftest import CartWorld, hours, user
@@ -88,3 +88,21 @@ async def test_tracking_rejects_bad_cart_events_and_changes_nothing(world: CartW
         assert response.status == 422, bad
         assert (await response.json())["error"]["field"] == next(iter(bad))
     assert await world.db["carts"].count_documents({}) == 0
+
+
+async def test_a_platform_retry_after_a_crash_between_the_cart_and_the_journey_repairs_the_journey(
+        world: CartWorld) -> None:
+    await world.settings()
+    await world.customer(U1)
+    items = [{"product_id": "p1", "quantity": 1, "price": 4000}]
+    # The first request wrote the cart and died before the journey (its client got no answer) ...
+    update = PlatformCart(items, "cart", U1, updated_at=START)
+    await CartRepository(world.db).change(world.shop.shop_id, "r", lambda c: apply_platform(
+        c, update, CartClock(START, timedelta(hours=3))), START)
+    assert await world.journey(U1) == {}
+    # ... so the platform sends it again: the cart is unchanged, the journey is armed.
+    status, cart = await world.put_cart(START + timedelta(seconds=5), "r", items, line_user_id=U1,
+                                        updated_at=START.isoformat())
+    assert status == 200 and cart["last_activity_at"] == "2037-12-01T01:00:00Z"
+    journey = await world.journey(U1)
+    assert journey["status"] == "waiting" and journey["due_at"] == START + hours(3)
