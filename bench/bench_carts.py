@@ -89,6 +89,9 @@ async def wait_port(port: int, timeout: float = 30) -> None:
 async def seed(db: Any, shop_id: str, args: argparse.Namespace) -> None:
     from flows.carts.cart import CartClock, PlatformCart, apply_platform
     from flows.carts.journey import arm
+    from storage.carts import cart_key
+    from storage.keys import customer_key
+    from storage.products import product_key
     from storage.shop_settings import CartSettings, QuietHours, ShopSettingsRepository
 
     rng = random.Random(7)
@@ -99,7 +102,7 @@ async def seed(db: Any, shop_id: str, args: argparse.Namespace) -> None:
     for i in range(args.products):
         stock = rng.choice([0, 1, 2, 5, 20, 100])
         products.append({
-            "_id": f"{shop_id}:p{i}", "shop_id": shop_id, "product_id": f"p{i}",
+            "_id": product_key(shop_id, f"p{i}"), "shop_id": shop_id, "product_id": f"p{i}",
             "title": f"ベンチマーク商品 {i} オーガニックコットン ワンピース", "url": f"https://shop.example/products/p{i}",
             "image_url": f"https://shop.example/img/p{i}.jpg", "price": rng.randrange(1000, 30000), "sale_price": None,
             "published": True, "track_inventory": True, "continue_selling": False,
@@ -120,14 +123,14 @@ async def seed(db: Any, shop_id: str, args: argparse.Namespace) -> None:
                                     CartClock(at, timedelta(hours=settings.delay_hours)))
             assert fields is not None
             token = secrets.token_hex(16)
-            cart = {**fields, "_id": f"{shop_id}:{token}", "shop_id": shop_id, "cart_token": token,
+            cart = {**fields, "_id": cart_key(shop_id, token), "shop_id": shop_id, "cart_token": token,
                     "created_at": at, "updated_at": at, "version": 1}
             carts.append(cart)
             write = arm(cart, settings, at)
             assert write is not None and write.due_at is not None
-            contacts.append({"_id": f"{shop_id}:{user}", "shop_id": shop_id, "line_user_id": user,
+            contacts.append({"_id": customer_key(shop_id, user), "shop_id": shop_id, "line_user_id": user,
                              "flows": {"cart": write.fields}, "next_due_at": write.due_at, "v": 1, "claim": None})
-            customers.append({"_id": f"{shop_id}:{user}", "shop_id": shop_id, "line_user_id": user, "friend": True,
+            customers.append({"_id": customer_key(shop_id, user), "shop_id": shop_id, "line_user_id": user, "friend": True,
                               "blocked": False, "opted_out": False, "tags": [], "linked": True,
                               "browser_ids": [f"b{n}"], "created_at": at,
                               "totals": {"purchase_count": 0, "total_spend": 0, "first_seen_at": at,

@@ -7,10 +7,11 @@ refuses what LINE would refuse, at build time: at most 12 bubbles, altText ≤
 not fit are dropped from the end, never sent for LINE to refuse), action labels
 ≤ 40, image and URI lengths.
 
-Sizes are exact without serialising a carousel twice: a card's bubble is built
-once with a placeholder URL (`BubbleTemplate`, shareable across customers when
-the card is the same), the per-customer click URL is patched in with a few
-shallow copies, and the JSON sizes add up (bubbles plus commas).
+Messages are pushed as JSON bytes: a card's bubble is built and encoded once
+with a placeholder URL (`CardTemplate`, shared by every customer shown the same
+card in a run), each customer's click URL is joined into the bytes, and the
+limits are checked on the exact byte counts (`core.flex.EncodedTemplate`,
+`core.flex.encoded_carousel_message`).
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from core.flex import ELLIPSIS, FlexLimitError, clip, json_size, yen
-from core.line_limits import (
-    MAX_ALT_TEXT,
-    MAX_BUBBLE_BYTES,
-    MAX_CAROUSEL_BUBBLES,
-    MAX_CAROUSEL_BYTES,
-    MAX_FLEX_ACTION_LABEL,
-    utf16_len,
+from core.flex import (
+    ELLIPSIS,
+    EncodedTemplate,
+    FlexLimitError,
+    clip,
+    compact_json,
+    encoded_carousel_message,
+    yen,
 )
+from core.line_limits import MAX_ALT_TEXT, MAX_BUBBLE_BYTES, MAX_CAROUSEL_BUBBLES, MAX_FLEX_ACTION_LABEL, utf16_len
 
 MAX_NAME = 80  # UTF-16 units of a product name shown (it wraps to at most 3 lines anyway)
 MAX_TITLE = 100
@@ -188,74 +190,61 @@ def _bubble(card: ProductCard, style: CardStyle) -> dict[str, Any]:
     return bubble
 
 
-def _json_len(text: str) -> int:
-    """Bytes of a string as a JSON value (quotes and escapes included)."""
-    return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+class CardTemplate:
+    """One card's bubble encoded once (`core.flex.EncodedTemplate`) with the click URL left open.
 
-
-@dataclass(frozen=True)
-class BubbleTemplate:
-    """One card's bubble with the click URL left open, and its JSON size.
-
-    `with_url` patches the two places the URL goes (hero and button) with a few
-    shallow copies; the size is then known without serialising again. Never
+    Everything but the click URL is the same for every customer shown this
+    card, so a run encodes it once and `fill` joins each customer's URL into the
+    bytes (hero and button); the size is exact without encoding again. Never
     mutate `bubble` (templates are shared across customers).
     """
 
-    bubble: dict[str, Any]
-    size: int  # bytes of compact UTF-8 JSON with URL_SLOT in place of the URL
-    url_slots: int  # how many times the URL appears
+    __slots__ = ("bubble", "encoded")
+
+    def __init__(self, card: ProductCard, style: CardStyle) -> None:
+        self.bubble = _bubble(replace(card, url=URL_SLOT), style)
+        self.encoded = EncodedTemplate(self.bubble, URL_SLOT)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the encoded bubble without its URLs."""
+        return self.encoded.size
+
+    def fill(self, url: str) -> bytes:
+        """The bubble with this click URL, as compact UTF-8 JSON (refused over 30 KB or with a bad URL)."""
+        check_url(url)
+        encoded = self.encoded.fill(url)
+        if len(encoded) > MAX_BUBBLE_BYTES:
+            raise FlexLimitError(f"a card's bubble is over LINE's {MAX_BUBBLE_BYTES} byte limit")
+        return encoded
 
     def with_url(self, url: str) -> tuple[dict[str, Any], int]:
-        """(bubble with this click URL, its exact JSON size); the template is left untouched."""
-        check_url(url)
-        bubble = dict(self.bubble)
-        if "hero" in bubble:
-            hero = dict(bubble["hero"])
-            hero["action"] = {**hero["action"], "uri": url}
-            bubble["hero"] = hero
-        footer = dict(bubble["footer"])
-        button = dict(footer["contents"][0])
-        button["action"] = {**button["action"], "uri": url}
-        footer["contents"] = [button]
-        bubble["footer"] = footer
-        size = self.size + self.url_slots * (_json_len(url) - _json_len(URL_SLOT))
-        if size > MAX_BUBBLE_BYTES:
-            raise FlexLimitError(f"a card's bubble is over LINE's {MAX_BUBBLE_BYTES} byte limit")
-        return bubble, size
+        """(the bubble with this click URL as LINE's JSON object, its exact size): for dry runs and tests."""
+        encoded = self.fill(url)
+        return json.loads(encoded), len(encoded)
 
 
-def bubble_template(card: ProductCard, style: CardStyle) -> BubbleTemplate:
+def bubble_template(card: ProductCard, style: CardStyle) -> CardTemplate:
     """The bubble of `card` (its `url` is ignored) in `style`, ready to be reused across customers."""
-    bubble = _bubble(replace(card, url=URL_SLOT), style)
-    return BubbleTemplate(bubble, json_size(bubble), 2 if "hero" in bubble else 1)
+    return CardTemplate(card, style)
 
 
-_EMPTY_CAROUSEL = len('{"type":"carousel","contents":[]}')
+def carousel_message(alt_text: str, bubbles: Sequence[bytes]) -> bytes:
+    """The Flex carousel message (compact JSON bytes) of encoded bubbles; the alt text cut to LINE's limit.
+
+    Bubbles that would take it over 50 KB are dropped from the end (`core.flex.encoded_carousel_message`).
+    """
+    return encoded_carousel_message(clip(alt_text, MAX_ALT_TEXT) or ELLIPSIS, bubbles)
 
 
 def assemble_carousel(bubbles: Sequence[tuple[dict[str, Any], int]], alt_text: str) -> dict[str, Any]:
-    """The Flex message from (bubble, JSON size) pairs; bubbles that would break 50 KB are dropped from the end."""
-    if not bubbles:
-        raise FlexLimitError("a carousel needs at least one card")
-    if len(bubbles) > MAX_CAROUSEL_BUBBLES:
-        raise FlexLimitError(f"a carousel holds at most {MAX_CAROUSEL_BUBBLES} bubbles, got {len(bubbles)}")
-    kept: list[dict[str, Any]] = []
-    total = _EMPTY_CAROUSEL
-    for bubble, size in bubbles:
-        if size > MAX_BUBBLE_BYTES:
-            raise FlexLimitError(f"a card's bubble is over LINE's {MAX_BUBBLE_BYTES} byte limit")
-        grown = total + size + (1 if kept else 0)
-        if kept and grown > MAX_CAROUSEL_BYTES:
-            break
-        kept.append(bubble)
-        total = grown
-    return {"type": "flex", "altText": clip(alt_text, MAX_ALT_TEXT) or ELLIPSIS,
-            "contents": {"type": "carousel", "contents": kept}}
+    """The Flex message (LINE's JSON object) from (bubble, size) pairs, through the same limits."""
+    return dict(json.loads(carousel_message(alt_text, [compact_json(bubble) for bubble, _ in bubbles])))
 
 
 def card_carousel(cards: Sequence[ProductCard], style: CardStyle) -> dict[str, Any]:
-    """A Flex message (dict, LINE's JSON) of these cards, each with its own `url`; refuses what LINE would refuse."""
+    """A Flex message (LINE's JSON object) of these cards, each with its own `url`; refuses what LINE would."""
     if len(cards) > MAX_CAROUSEL_BUBBLES:
         raise FlexLimitError(f"a carousel holds at most {MAX_CAROUSEL_BUBBLES} bubbles, got {len(cards)}")
-    return assemble_carousel([bubble_template(card, style).with_url(card.url) for card in cards], style.alt_text)
+    return dict(json.loads(carousel_message(style.alt_text, [CardTemplate(card, style).fill(card.url)
+                                                             for card in cards])))

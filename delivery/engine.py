@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from core.clock import as_utc
+from core.flex import compact_json
 from core.line_client import LineApiError, QuotaExhausted
 from delivery import policy
 from delivery.context import JobContext, JobSummary
@@ -175,7 +176,6 @@ class Run:
         self.shops: dict[str, ShopInfo | None] = {}
         self.limiters: dict[str, RateLimiter] = {}
         self.semaphore = asyncio.Semaphore(config.concurrency)
-        self.seen: set[str] = set()  # a contact is handled at most once per run
 
     async def execute(self) -> JobSummary:
         self.paused.update(await self.pauses.paused_shops(self.now))
@@ -183,7 +183,6 @@ class Run:
         settling: list[asyncio.Task[None]] = []
         try:
             async for refs in self.contacts.due_stream(self.now, self.shop_id, self.config.batch_size):
-                refs = [r for r in refs if r.id not in self.seen]
                 if self.shop_id is not None and self.shop_id in self.paused:
                     break
                 batch = await self._claim([r for r in refs if r.shop_id not in self.paused])
@@ -216,10 +215,8 @@ class Run:
         lease_at = self.now + self.config.lease + timedelta(microseconds=int(token[:5], 16) % 1_000_000)
         await self.contacts.claim(refs, token, lease_at, self.shop_id)
         claimed = await self.contacts.claimed(lease_at, token, self.engine.lookups)
-        claimed = [c for c in claimed if c["_id"] not in self.seen]
         if not claimed:
             return None
-        self.seen.update(c["_id"] for c in claimed)
         self.summary["contacts"] += len(claimed)
         shop_ids = {str(c.get("shop_id") or "") for c in claimed}
         await self._ensure_shops(shop_ids)
@@ -252,7 +249,8 @@ class Run:
     async def _push(self, work: ContactWork, item: Work) -> None:
         info = self.shops.get(work.shop_id)
         intent = item.intent
-        if info is None or work.shop_id in self.paused or not intent.messages or intent.key is None:
+        if info is None or work.shop_id in self.paused or not (intent.messages or intent.encoded) \
+                or intent.key is None:
             item.outcome = "paused" if work.shop_id in self.paused else "failed"
             return
         limiter = self.limiters.setdefault(work.shop_id, RateLimiter(self.config.send_rate))
@@ -263,7 +261,8 @@ class Run:
                 item.outcome = "paused"
                 return
             try:
-                result = await client.push_json(work.line_user_id, intent.messages, retry_key=intent.key)
+                encoded = intent.encoded or compact_json(intent.messages)
+                result = await client.push_encoded(work.line_user_id, encoded, retry_key=intent.key)
             except QuotaExhausted:
                 item.outcome = "paused"
                 if work.shop_id not in self.paused:

@@ -27,6 +27,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from storage.database import Database, Document, IndexSpec
+from storage.keys import shop_scoped
 
 CARTS = "carts"
 # Customer search by cart state: the sort (activity, _id) first, the value and owner filters covered after it.
@@ -48,7 +49,7 @@ Change = Callable[[Document | None], Document | None]
 
 
 def cart_key(shop_id: str, cart_token: str) -> str:
-    return f"{shop_id}:{cart_token}"
+    return shop_scoped(shop_id, cart_token)
 
 
 class CartContention(Exception):

@@ -110,12 +110,14 @@ class ContactRepository:
     async def put_flow_state(self, shop_id: str, line_user_id: str, key: str, fields: Mapping[str, Any], *,
                              due_at: datetime | None, when: Mapping[str, Any] | None = None,
                              create: bool = True) -> bool:
-        """Merge `fields` into the contact's `flows.<key>` if `when` holds (creating the contact if `create`).
+        """Merge `fields` and `due_at` into the contact's `flows.<key>` if `when` holds (creating the contact if
+        `create`); `due_at` is the sub-state's new due time (None: nothing due).
 
         `when` is a filter on the current document (e.g. `{"flows.reminders.status": {"$ne": "active"}}`);
         when it does not hold for an existing contact nothing changes and False is returned.
         """
         query: dict[str, Any] = {"_id": customer_key(shop_id, line_user_id), **(when or {})}
+        fields = {**fields, "due_at": due_at}
         try:
             result = await self._contacts.update_one(
                 query, ingest_pipeline(shop_id, line_user_id, key, fields, due_at), upsert=create, hint=BY_ID)
@@ -188,7 +190,8 @@ class ContactRepository:
         for lookup in joins:
             pipeline.append({"$lookup": {"from": lookup.collection, "localField": "_id", "foreignField": "_id",
                                          "as": lookup.as_field}})
-        docs = [doc async for doc in await self._contacts.aggregate(pipeline, hint=hint)]
+        # One batch of any size: a first batch of 101 would cost one more round trip per 1,000 contacts.
+        docs = [doc async for doc in await self._contacts.aggregate(pipeline, hint=hint, batchSize=100_000)]
         for doc in docs:
             for lookup in joins:
                 joined = doc.get(lookup.as_field) or []

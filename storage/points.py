@@ -32,6 +32,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from storage.customers import customer_key, new_customer_fields
 from storage.database import Database, Document, IndexSpec
+from storage.keys import shop_scoped
 from storage.paging import newest_first_page
 
 INDEXES: list[IndexSpec] = (
@@ -122,7 +123,7 @@ class PointsRepository:
 
     async def post(self, shop_id: str, transaction: dict[str, Any], now: datetime) -> Posted:
         """Record one transaction once; raises InsufficientPoints / TransactionConflict (nothing stored)."""
-        key = f"{shop_id}:{transaction['transaction_id']}"
+        key = shop_scoped(shop_id, transaction["transaction_id"])
 
         async def apply(session: AsyncClientSession) -> Posted:
             existing = await self._ledger.find_one({"_id": key}, session=session)

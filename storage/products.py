@@ -23,6 +23,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.cursor import AsyncCursor
 
 from storage.database import Database, Document, IndexSpec
+from storage.keys import shop_scoped
 
 INDEXES: list[IndexSpec] = (
     [
@@ -42,7 +43,7 @@ CATALOGUE_FIELDS = (
 
 
 def product_key(shop_id: str, product_id: str) -> str:
-    return f"{shop_id}:{product_id}"
+    return shop_scoped(shop_id, product_id)
 
 
 def total_stock(variants: Iterable[Mapping[str, Any]]) -> int:

@@ -11,12 +11,13 @@ click redirect. Never decides whether to send.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from core.flex import text_message
-from core.flex_cards import CardStyle, ProductCard, assemble_carousel, bubble_template
+from core.flex import carousel_fit, compact_json, text_message
+from core.flex_cards import CardStyle, CardTemplate, ProductCard, carousel_message
 from core.line_limits import MAX_TEXT, utf16_len
 from storage.shop_settings import CartSettings
 
@@ -76,12 +77,39 @@ def line_card(line: Mapping[str, Any], product: Mapping[str, Any] | None) -> Pro
     )
 
 
+class CartCards:
+    """One shop's cart messages in one run: each distinct card (product, variant, quantity, price) is built and
+    encoded once and shared by every cart that shows it; only the click URL is joined in per customer."""
+
+    MAX_TEMPLATES = 2_000  # beyond this, cards are encoded per message (memory stays bounded)
+
+    def __init__(self, settings: CartSettings) -> None:
+        self.settings = settings
+        self._styles = {stage: stage_style(settings, stage) for stage in ("cart", "checkout")}
+        self._templates: dict[tuple[str, ProductCard], CardTemplate] = {}
+
+    def _template(self, stage: str, card: ProductCard) -> CardTemplate:
+        key = (stage, card)
+        template = self._templates.get(key)
+        if template is None:
+            template = CardTemplate(card, self._styles[stage])
+            if len(self._templates) < self.MAX_TEMPLATES:
+                self._templates[key] = template
+        return template
+
+    def encoded(self, stage: str, lines: Sequence[Mapping[str, Any]], line_count: int,
+                products: Mapping[str, Mapping[str, Any]], click_url: str) -> bytes:
+        """The push's messages as one JSON array (compact UTF-8): the stage's text, then the carousel of the
+        lines (each button → `click_url`)."""
+        stage = "checkout" if stage == "checkout" else "cart"
+        bubbles = [self._template(stage, line_card(line, products.get(str(line.get("product_id"))))).fill(click_url)
+                   for line in lines]
+        carousel = carousel_message(self._styles[stage].alt_text, bubbles)
+        text = text_message(stage_text(self.settings, stage, line_count, carousel_fit(bubbles)))
+        return b"[" + compact_json(text) + b"," + carousel + b"]"
+
+
 def cart_messages(settings: CartSettings, stage: str, lines: Sequence[Mapping[str, Any]], line_count: int,
                   products: Mapping[str, Mapping[str, Any]], click_url: str) -> list[dict[str, Any]]:
-    """The push: the stage's text and the carousel of the lines (each button → `click_url`)."""
-    style = stage_style(settings, stage)
-    bubbles = [bubble_template(line_card(line, products.get(str(line.get("product_id")))), style).with_url(click_url)
-               for line in lines]
-    carousel = assemble_carousel(bubbles, style.alt_text)
-    shown = len(carousel["contents"]["contents"])
-    return [text_message(stage_text(settings, stage, line_count, shown)), carousel]
+    """The push's messages as LINE's JSON objects (dry runs and tests; the run pushes `CartCards.encoded`)."""
+    return list(json.loads(CartCards(settings).encoded(stage, lines, line_count, products, click_url)))

@@ -7,6 +7,9 @@ catalogue are read once per run (only for shops with cart reminders on), so
 planning is pure: no reads per customer, no sends, no writes. The dry run
 (`flows.carts.preview`) calls the same `plan`, so a preview is what is sent.
 
+Messages are pushed as JSON bytes: a card shown in many carts is encoded once
+per run (`CartCards`), each customer's click URL joined in.
+
 The frequency cap defers a cart reminder, and drops it (`frequency_cap`) when it
 would go out more than two days after it fell due: a cart reminder that late
 reminds of nothing.
@@ -26,7 +29,7 @@ from delivery.clicks import Click, click_secret, click_url
 from delivery.flow import Intent, delivery_key
 from delivery.windows import quiet_window
 from flows.carts.journey import FLOW, STATE_KEY, CartDecision, Facts, decide
-from flows.carts.message import cart_messages, recovery_url
+from flows.carts.message import CartCards, recovery_url
 from storage.contacts import Lookup
 from storage.database import Database, Document
 from storage.products import ProductRepository
@@ -46,6 +49,7 @@ class ShopCarts:
     settings: CartSettings
     products: dict[str, Document] = field(default_factory=dict)
     click_key: bytes = b""
+    cards: CartCards | None = None  # the run's encoded cards (built on first use)
 
 
 class CartsFlow:
@@ -108,13 +112,15 @@ class CartsFlow:
                         Click(shop_id, FLOW, STEP, key, f"u:{recovery_url(template, token)}"))
         if utf16_len(url) > MAX_ACTION_URI:  # a very long template with a long token: LINE would refuse it
             return self._skip(decision, "recovery_url_too_long", token, key, detail, expects)
+        if shop.cards is None:
+            shop.cards = CartCards(shop.settings)
         try:
-            messages = cart_messages(shop.settings, str(state.get("stage") or "cart"), state.get("items") or [],
-                                     int(state.get("line_count") or 0), shop.products, url)
+            encoded = shop.cards.encoded(str(state.get("stage") or "cart"), state.get("items") or [],
+                                         int(state.get("line_count") or 0), shop.products, url)
         except FlexLimitError:  # never seen with validated input; a skip, not a failed batch
             return self._skip(decision, "message_too_large", token, key, detail, expects)
         return Intent(flow=FLOW, state_key=STATE_KEY, kind="send", state=decision.state, step=STEP, cycle=token,
-                      due_at=decision.due_at, messages=messages, key=key,
+                      due_at=decision.due_at, encoded=encoded, key=key,
                       window=quiet_window(shop.settings.quiet_hours), stale_after=decision.stale_after,
                       detail=detail, expects={"token": state.get("token")})
 

@@ -11,6 +11,7 @@ also plans the moment it would go out.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -20,8 +21,9 @@ from flows.carts.journey import STATE_KEY, arm
 from flows.carts.plan import CartsFlow
 from storage.carts import CartRepository
 from storage.contacts import ContactRepository
-from storage.customers import CustomerRepository, customer_key
+from storage.customers import CustomerRepository
 from storage.database import Database, Document
+from storage.keys import customer_key
 
 MAX_HOPS = 3  # wait → due → postponed past quiet hours / the cap → send
 ACTIONS = {"send": "send", "defer": "postpone", "hold": "hold", "drop": "skip", "skip": "skip"}
@@ -42,9 +44,10 @@ def describe(engine: Engine, contact: Document, info: ShopInfo | None,
     else:
         action = ACTIONS.get(verdict.action, verdict.action)
     recorded = {entry.get("key") for entry in contact.get("log") or []}
+    messages = json.loads(intent.encoded) if intent.encoded is not None else intent.messages
     body = {"at": at, "action": action, "reason": verdict.reason or intent.reason, "due_at": intent.due_at,
             "retry_key": intent.key, "already_recorded": intent.key in recorded if intent.key else False,
-            "messages": intent.messages}
+            "messages": messages}
     later = None
     if action == "wait":
         later = intent.due_at

@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from storage.carts import CartRepository, CartSearch
-from storage.customers import customer_key
 from storage.database import Database, Document, find_by_ids
+from storage.keys import customer_key
 
 
 async def search_carts(database: Database, shop_id: str, search: CartSearch, after: tuple[datetime, str] | None,

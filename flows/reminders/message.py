@@ -13,10 +13,10 @@ from typing import Any
 from core import flex_cards
 from core.flex import clip as truncate
 from core.flex import yen
-from core.flex_cards import BubbleTemplate, CardStyle, ProductCard
+from core.flex_cards import CardStyle, CardTemplate, ProductCard
 from storage.shop_settings import ReminderStep
 
-__all__ = ["BubbleTemplate", "ProductCard", "assemble_carousel", "bubble_template", "build_reminder_carousel",
+__all__ = ["CardTemplate", "ProductCard", "assemble_carousel", "bubble_template", "build_reminder_carousel",
            "step_style", "truncate", "yen"]
 
 
@@ -31,8 +31,9 @@ def step_style(step: ReminderStep) -> CardStyle:
     )
 
 
-def bubble_template(card: ProductCard, step: ReminderStep) -> BubbleTemplate:
-    """The product's bubble on this step, reusable across customers (the click URL is patched in per customer)."""
+def bubble_template(card: ProductCard, step: ReminderStep) -> CardTemplate:
+    """The product's bubble on this step, encoded once and reused across customers (the click URL is joined in
+    per customer)."""
     return flex_cards.bubble_template(card, step_style(step))
 
 
