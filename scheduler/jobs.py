@@ -7,8 +7,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.richmenu.segments import refresh_menus
 from delivery.context import JobContext, JobSummary
 from delivery.engine import Engine
+from flows.broadcasts import runner as broadcasts
 from flows.listeners import delivery_flows
 
 log = logging.getLogger("linecrm.scheduler")
@@ -32,10 +34,19 @@ async def deliver(ctx: JobContext, now: datetime, shop_id: str | None) -> JobSum
     return await Engine(delivery_flows(ctx.settings.public_base)).run(ctx, now, shop_id)
 
 
+async def broadcast(ctx: JobContext, now: datetime, shop_id: str | None) -> JobSummary:
+    """Segment broadcasts: freeze the audiences whose moment came, then multicast every due batch."""
+    started = await broadcasts.start_due(ctx, now, shop_id)
+    sent = await broadcasts.send_due(ctx, now, shop_id)
+    return {**{f"start:{k}": v for k, v in started.items()}, **sent}
+
+
 # Order matters: the outbox first, so flow state left behind by a crash is current before the flows run.
 JOBS: Sequence[Job] = (
     Job("outbox", drain_outbox),
     Job("delivery", deliver),
+    Job("broadcasts", broadcast),
+    Job("segment_menus", refresh_menus),
 )
 
 

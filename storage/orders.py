@@ -38,9 +38,9 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.bulk import only_duplicates
 from storage.carts import CARTS, cart_key
-from storage.customers import customer_key, new_customer_fields
+from storage.customers import new_customer_fields
 from storage.database import Database, Document, IndexSpec, find_by_ids
-from storage.keys import browser_key, shop_scoped
+from storage.keys import browser_key, customer_key, shop_scoped
 from storage.paging import newest_first_page
 from storage.products import ProductRepository
 from storage.signals import Intent

@@ -30,9 +30,9 @@ from typing import Any, Literal
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from storage.customers import customer_key, new_customer_fields
+from storage.customers import new_customer_fields
 from storage.database import Database, Document, IndexSpec
-from storage.keys import shop_scoped
+from storage.keys import customer_key, shop_scoped
 from storage.paging import newest_first_page
 
 INDEXES: list[IndexSpec] = (
