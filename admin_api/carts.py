@@ -101,7 +101,8 @@ class CartSearchQuery(StrictModel):
     state: CartState = "open"
     min_value: Amount | None = None
     max_value: Amount | None = None
-    active_from: Instant | None = Field(default=None, description="last cart activity at or after (ISO 8601)")
+    active_from: Instant | None = Field(default=None, description="last cart activity at or after (ISO 8601); "
+                                                                  "default: 400 days back")
     active_to: Instant | None = Field(default=None, description="last cart activity before (ISO 8601)")
     linked: bool | None = Field(default=None, description="true: carts of known customers only")
     limit: Limit = 50
@@ -185,7 +186,7 @@ async def list_carts(call: Call[None, CartSearchQuery]) -> CartPage:
                         active_from=q.active_from.astimezone(UTC) if q.active_from else None,
                         active_to=q.active_to.astimezone(UTC) if q.active_to else None, linked=q.linked)
     rows = await search_carts(call.db, call.current_shop.shop_id, search,
-                              decode_cursor(q.after) if q.after else None, q.limit)
+                              decode_cursor(q.after) if q.after else None, q.limit, call.now())
     last = rows[-1] if len(rows) == q.limit else None
     return CartPage(items=[CartRow.model_validate(row) for row in rows],
                     next_after=encode_cursor(last["last_activity_at"], last["_id"]) if last else None)

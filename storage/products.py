@@ -106,8 +106,11 @@ class ProductRepository:
         return await self._products.find_one({"_id": product_key(shop_id, product_id)})
 
     def catalogue(self, shop_id: str, projection: Mapping[str, Any]) -> AsyncCursor[Document]:
-        """The shop's whole catalogue through its (shop_id, product_id) index (a flow's per-run read)."""
-        return self._products.find({"shop_id": shop_id}, projection).hint("shop_product")
+        """The shop's whole catalogue through a shop_id index (a flow's per-run read).
+
+        Never hinted: the embedded database answers a hinted query by walking the whole index (every shop).
+        """
+        return self._products.find({"shop_id": shop_id}, projection)
 
     async def get_many(self, shop_id: str, product_ids: Iterable[str]) -> dict[str, Document]:
         keys = [product_key(shop_id, pid) for pid in set(product_ids)]

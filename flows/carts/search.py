@@ -11,9 +11,9 @@ from storage.keys import customer_key
 
 
 async def search_carts(database: Database, shop_id: str, search: CartSearch, after: tuple[datetime, str] | None,
-                       limit: int) -> list[Document]:
+                       limit: int, now: datetime) -> list[Document]:
     """A page of carts (newest activity first), each with its customer's display name when it has an owner."""
-    carts = await CartRepository(database).search(shop_id, search, after, limit)
+    carts = await CartRepository(database).search(shop_id, search, after, limit, now)
     owners = sorted({str(c["line_user_id"]) for c in carts if c.get("line_user_id")})
     names: dict[str, Any] = {}
     if owners:
