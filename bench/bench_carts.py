@@ -8,13 +8,16 @@ delivery engine once with the worker's flows (`flows.listeners.delivery_flows`)
 and linesim (a child process, answering every push) as LINE. Prints sends per
 second, that rate ÷ the database's own write ceiling measured in the same run
 (the writes a message costs: its share of the claim's `update_many` and its
-contact's settle in a bulk write, on a scratch copy of the contacts with the
-same index), and database round trips per 1,000 messages (a PyMongo
-CommandListener counts every command of the run).
+contact's settle in a bulk write, the engine's own shapes, on a scratch copy of
+the contacts), database round trips per 1,000 messages (a PyMongo
+CommandListener counts every command of the run), and CPU per message of this
+process (the engine), linesim and the database server. linesim's per-request
+schema validation is off unless `--validate` (retry keys, quota and the push
+rate limit still apply), as in `bench.bench_reminders`.
 
-    .venv/bin/python -m bench.bench_carts [--carts 10000] [--products 1000] [--rate 2000]
+    .venv/bin/python -m bench carts [--carts 10000] [--products 1000] [--rate 2000] [--validate]
 
-The database is a fresh embedded SecantusDB in a temporary directory (or MONGODB_URI).
+The database is a fresh embedded SecantusDB in a temporary directory, a child process.
 """
 
 from __future__ import annotations
@@ -27,14 +30,13 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import AsyncMongoClient, UpdateOne, monitoring
-
-from bench.common import bench_database
 
 NOW = datetime(2026, 12, 10, 3, 0, tzinfo=UTC)  # 12:00 in Tokyo
 
@@ -145,16 +147,17 @@ async def seed(db: Any, shop_id: str, args: argparse.Namespace) -> None:
 async def write_ceiling(db: Any, shop_id: str, sample: int = 1000) -> float:
     """Messages/s the database alone allows: per message, its share of the claim's `update_many` and its
     contact's settle (one `UpdateOne` in a bulk write), on a scratch copy of the contacts with the same index."""
-    from storage.contacts import DUE_INDEX
+    from storage.leases import BY_ID, DUE_INDEX
 
     scratch = db["bench_ceiling_contacts"]
     docs = [doc async for doc in db["contacts"].find({"shop_id": shop_id}).limit(sample)]
-    await scratch.create_index(DUE_INDEX, name="contact_due")
     await scratch.insert_many(docs, ordered=False)
+    await scratch.create_index(DUE_INDEX, name="contact_due")
     lease = NOW + timedelta(minutes=5)
     t0 = time.perf_counter()
     await scratch.update_many({"next_due_at": {"$lte": NOW}}, [{"$set": {
-        "prev_claim": "$claim", "claim": {"$literal": "ceiling"}, "next_due_at": {"$literal": lease}}}])
+        "prev_claim": "$claim", "claim": {"$literal": "ceiling"}, "next_due_at": {"$literal": lease}}}],
+        hint="contact_due")
     claim = time.perf_counter() - t0
     settles = [UpdateOne({"_id": doc["_id"], "claim": "ceiling", "v": 1}, {
         "$set": {"flows.cart": {**doc["flows"]["cart"], "status": "reminded", "due_at": None},
@@ -162,7 +165,7 @@ async def write_ceiling(db: Any, shop_id: str, sample: int = 1000) -> float:
         "$push": {"sent": {"$each": [{"at": NOW, "flow": "cart"}], "$slice": -60},
                   "log": {"$each": [{"flow": "cart", "key": secrets.token_hex(16), "step": 1, "status": "sent",
                                      "at": NOW, "sent_at": NOW, "cycle": doc["flows"]["cart"]["token"]}],
-                          "$slice": -30}}}) for doc in docs]
+                          "$slice": -30}}}, hint=BY_ID) for doc in docs]
     t0 = time.perf_counter()
     await scratch.bulk_write(settles, ordered=False)
     settle = time.perf_counter() - t0
@@ -182,18 +185,25 @@ async def main(args: argparse.Namespace) -> None:
     from linesim.client import SimClient
     from storage import schema
     from storage.database import Database
+    from storage.embedded import server_command
     from storage.shops import LineCredentials, ShopRepository
 
-    sim_port = free_port()
-    sim = await asyncio.create_subprocess_exec(sys.executable, "-m", "linesim", "--port", str(sim_port),
-                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        await wait_port(sim_port)
-        sim_url = f"http://127.0.0.1:{sim_port}"
-        async with bench_database("bench_carts") as (uri, db_name):
+    print(f"bench_carts: {os.cpu_count()} CPUs; linesim validation {'on' if args.validate else 'off'}")
+    with tempfile.TemporaryDirectory(prefix="bench-carts-") as tmp:
+        db_port, sim_port = free_port(), free_port()
+        db = await asyncio.create_subprocess_exec(
+            *server_command(), "--host", "127.0.0.1", "--port", str(db_port), "--storage-path", f"{tmp}/db",
+            "--log-level", "WARNING", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sim = await asyncio.create_subprocess_exec(sys.executable, "-m", "linesim", "--port", str(sim_port),
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            await wait_port(db_port)
+            await wait_port(sim_port)
+            uri = f"mongodb://127.0.0.1:{db_port}/?directConnection=true"
+            sim_url = f"http://127.0.0.1:{sim_port}"
             listener = Commands()
             client: AsyncMongoClient[Any] = AsyncMongoClient(uri, tz_aware=True, event_listeners=[listener])
-            database = Database(client=client, db=client[db_name])
+            database = Database(client=client, db=client["bench"])
             await database.ensure_indexes(schema.INDEXES)
             shop, _ = await ShopRepository(database).create(
                 name="bench", timezone="Asia/Tokyo", line=LineCredentials("secret", "tok-" + secrets.token_hex(8)),
@@ -201,40 +211,44 @@ async def main(args: argparse.Namespace) -> None:
             await seed(database, shop.shop_id, args)
             ceiling = await write_ceiling(database, shop.shop_id)
             async with SimClient(sim_url) as sim_client:
-                await sim_client.config(rate_limits={"push": args.rate})
+                await sim_client.config(rate_limits={"push": args.rate}, validate=args.validate,
+                                        retry_key_retention=3600)
             settings = Settings(mongodb_uri=uri, line_api_base=sim_url, public_base_url="https://bot.example",
                                 line_timeout_seconds=10)
             line = LineClients(sim_url, timeout=10)
             ctx = JobContext(database=database, line=line, settings=settings, worker_id="bench")
+            processes = {"engine (this process)": os.getpid(), "linesim": sim.pid, "database server": db.pid}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
             listener.counts.clear()
             listener.enabled = True
-            cpu = {"bench (our code)": cpu_seconds(), "linesim": cpu_seconds(sim.pid)}
             t0 = time.perf_counter()
             summary = await Engine(delivery_flows(settings.public_base)).run(
                 ctx, NOW, None, EngineConfig(send_rate=args.rate, concurrency=args.concurrency))
             elapsed = time.perf_counter() - t0
-            cpu = {"bench (our code)": cpu_seconds() - cpu["bench (our code)"],
-                   "linesim": cpu_seconds(sim.pid) - cpu["linesim"]}
             listener.enabled = False
+            cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
             await line.close()
             sent = summary.get("cart:sent", 0)
             async with SimClient(sim_url) as sim_client:
                 received = len(await sim_client.messages(kind="push"))
             trips = sum(listener.counts.values())
-            print(f"run: {summary}")
-            print(f"linesim accepted {received:,} pushes (every one answered 200)")
-            print(f"sent {sent:,} cart reminders in {elapsed:.1f}s = {sent / elapsed:,.0f}/s; "
-                  f"÷ database write ceiling {ceiling:,.0f}/s = {sent / elapsed / ceiling:.1%}; "
-                  f"÷ push rate limit {args.rate:,.0f}/s = {sent / elapsed / args.rate:.1%}")
+            rate = sent / elapsed
+            print(f"run: {dict(sorted(summary.items()))}")
+            print(f"linesim accepted {received:,} pushes (every one answered)")
+            print(f"sent {sent:,} cart reminders in {elapsed:.1f}s = {rate:,.0f}/s")
+            print(f"÷ database write ceiling {ceiling:,.0f}/s = {rate / ceiling:.2f}    "
+                  f"÷ LINE push limit {args.rate:,.0f}/s = {rate / args.rate:.2f}")
             print(f"database round trips: {trips:,} = {trips / max(sent, 1) * 1000:.1f} per 1,000 messages "
                   f"({dict(listener.counts.most_common())})")
-            print(f"database time by command (ms, overlapping): {dict(listener.millis.most_common())}")
-            print(f"CPU during the run ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}): " + ", ".join(
-                f"{name} {used:.1f}s ({used / max(sent, 1) * 1000:.2f} ms/message)" for name, used in cpu.items()))
+            print("CPU per message: " + ", ".join(
+                f"{name} {used / max(sent, 1) * 1000:.2f} ms ({used / elapsed:.0%} of a CPU)"
+                for name, used in cpu.items()) + f"; load average {os.getloadavg()[0]:.1f}")
             await client.close()
-    finally:
-        sim.terminate()
-        await sim.wait()
+        finally:
+            for child in (sim, db):
+                if child.returncode is None:
+                    child.terminate()
+                    await child.wait()
 
 
 def cli() -> None:
@@ -243,6 +257,7 @@ def cli() -> None:
     parser.add_argument("--products", type=int, default=1_000)
     parser.add_argument("--rate", type=float, default=2_000, help="pushes/s: linesim's limit and the engine's pace")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--validate", action="store_true", help="linesim validates every push against the schema")
     args = parser.parse_args()
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     asyncio.run(main(args))
