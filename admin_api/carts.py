@@ -30,7 +30,7 @@ from flows.carts.preview import cart_dry_run
 from flows.carts.report import cart_report
 from flows.carts.search import search_carts
 from flows.carts.state import put_cart
-from storage.carts import CartRepository, CartSearch
+from storage.carts import CartContention, CartRepository, CartSearch
 from storage.paging import decode_cursor, encode_cursor
 
 routes = AdminApi()  # composed with the other modules' routes in `admin_api.setup_admin_api`
@@ -156,14 +156,18 @@ def cart_view(doc: dict[str, Any]) -> CartView:
 
 @routes.route("PUT", SHOP_PATH + "/carts/{cart_token}", summary="Record a cart from the shop platform (the whole "
               "item list; items: [] empties it)", body=CartBody, response=CartView, tag="carts",
-              extra_statuses={201: "A cart token seen for the first time"})
+              extra_statuses={201: "A cart token seen for the first time", 409: "changed concurrently; retry"})
 async def put_cart_route(call: Call[CartBody, None]) -> Reply:
     token = _token(call)
     body = call.body.model_dump(exclude_none=True)
     body["items"] = [item.model_dump(exclude_none=True) for item in call.body.items]
     if call.body.updated_at is not None:
         body["updated_at"] = to_millis(call.body.updated_at)  # as stored, so a retry compares equal
-    changed = await put_cart(call.db, call.current_shop.shop_id, token, body, call.now())
+    try:
+        changed = await put_cart(call.db, call.current_shop.shop_id, token, body, call.now())
+    except CartContention:
+        raise ApiError(409, "conflict", "cart_token: the cart is being changed concurrently; retry",
+                       "cart_token") from None
     assert changed.cart is not None  # a platform's write always leaves a cart (an ended one answers as it is)
     return Reply(201 if changed.outcome == "created" else 200, cart_view(changed.cart))
 

@@ -1,8 +1,9 @@
 """`carts`: one document per cart of a shop (its cart token), fed by the tracking script and the shop platform.
 
-Document (`_id` = "<shop_id>:<cart_token>"):
+Document (`_id` = `keys.shop_scoped(shop_id, cart_token)`):
   shop_id, cart_token,
-  items: [{product_id, variant_id?, quantity, price? (unit, yen), title?, image_url?}] in cart order,
+  items: [{product_id, variant_id?, quantity, price? (unit, yen), ref_price? (the catalogue's, when the line
+  came without one), title?, image_url?}] in cart order,
   stage: "cart" | "checkout", state: "open" | "ordered" | "emptied",
   value: yen (lines without a price valued at the catalogue price when they arrived),
   line_user_id (the owner; None until known), browser_id, customer_id (the shop's own),
