@@ -68,6 +68,8 @@ def line_card(line: Mapping[str, Any], product: Mapping[str, Any] | None) -> Pro
     sale_price = None
     if price is None and product is not None and known.get("price") is not None:
         price, sale_price = int(known["price"]), known.get("sale_price")
+    elif price is None:
+        price = line.get("ref_price")  # gone from the catalogue: its price when the line arrived
     return ProductCard(
         title=str(known.get("title") or line.get("title") or f"商品 {line.get('product_id')}"),
         url="", price=int(price) if price is not None else None, sale_price=sale_price,

@@ -44,6 +44,8 @@ def test_a_line_card_from_the_catalogue_or_from_the_cart_alone() -> None:
     assert (priced.price, priced.sale_price, priced.quantity, priced.sold_out) == (7000, None, 3, False)
     unknown = line_card({"product_id": "zz-9", "quantity": 1}, None)
     assert (unknown.title, unknown.price, unknown.image_url, unknown.total_stock) == ("商品 zz-9", None, None, None)
+    gone = line_card({"product_id": "zz-9", "quantity": 2, "ref_price": 900}, None)
+    assert (gone.price, gone.quantity) == (900, 2)
 
 
 def test_recovery_url_and_the_more_lines_note() -> None:
