@@ -18,8 +18,13 @@ from storage.database import Database
 from storage.keys import settings_key
 
 COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
-# A recovery URL goes inside a signed click link, and LINE takes at most 1,000 characters in a button.
+# A recovery URL goes inside a signed click link, and LINE takes at most 1,000 characters in a button: a PUT
+# takes at most this many. Stored settings are read with the older, wider limit (`STORED_RECOVERY_TEMPLATE`),
+# so a template saved before the limit tightened still reads (its reminders are skipped as too long, named).
 MAX_RECOVERY_TEMPLATE = 400
+STORED_RECOVERY_TEMPLATE = 1000
+# The validation context of settings read back from the database (`ShopSettingsRepository`).
+STORED = {"stored": True}
 
 
 def _utf16_max(limit: int) -> AfterValidator:
@@ -133,7 +138,7 @@ class CartSettings(SettingsSection):
     button_text: ButtonText = "カートを見る"
     button_color: Colour = "#06C755"
     alt_text: AltText = "カートに商品が残っています"
-    recovery_url_template: Annotated[str, Field(max_length=MAX_RECOVERY_TEMPLATE)] | None = Field(
+    recovery_url_template: Annotated[str, Field(max_length=STORED_RECOVERY_TEMPLATE)] | None = Field(
         default=None, validate_default=True, description="URL that reopens the cart; must contain {cart_token}"
     )
     cooldown_days: int = Field(default=3, ge=0, le=90, description="after a reminder, none again for this long")
@@ -152,6 +157,8 @@ class CartSettings(SettingsSection):
         if template is not None:
             if not template.startswith(("https://", "http://")) or "{cart_token}" not in template:
                 raise ValueError("must be an http(s) URL containing {cart_token}")
+            if len(template) > MAX_RECOVERY_TEMPLATE and not (info.context or {}).get("stored"):
+                raise ValueError(f"at most {MAX_RECOVERY_TEMPLATE} characters (it goes inside a click link)")
         elif info.data.get("enabled"):
             raise ValueError("required when enabled")
         return template
@@ -273,13 +280,13 @@ class ShopSettingsRepository:
     async def get(self, shop_id: str, model: type[S]) -> S:
         """The effective settings of one section (defaults where nothing was stored)."""
         doc = await self._collection.find_one({"_id": settings_key(shop_id, _section_name(model))})
-        return model.model_validate(doc["data"] if doc else {})
+        return model.model_validate(doc["data"] if doc else {}, context=STORED)
 
     async def get_many(self, shop_ids: list[str], model: type[S]) -> dict[str, S]:
         """One round trip for a batch of shops (the scheduler's hot path)."""
         name = _section_name(model)
         found = {
-            doc["shop_id"]: model.model_validate(doc["data"])
+            doc["shop_id"]: model.model_validate(doc["data"], context=STORED)
             async for doc in self._collection.find({"_id": {"$in": [settings_key(shop_id, name) for shop_id in shop_ids]}})
         }
         return {shop_id: found.get(shop_id) or model() for shop_id in shop_ids}

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from storage.keys import settings_key
 from tests.conftest import START
 from tests.flows.carts.conftest import RECOVERY, CartWorld, hours, user
 
@@ -185,3 +186,23 @@ async def test_search_walks_back_through_older_activity_page_by_page(world: Cart
     assert seen == [f"age-{age}" for age in ages[:-1]]  # newest first; older than 400 days only when asked
     old = await search(world, active_from=(now - timedelta(days=700)).isoformat(), limit="10")
     assert [c["cart_token"] for c in old["items"]] == [f"age-{age}" for age in ages]
+
+
+async def test_a_long_template_stored_before_the_limit_still_reads_and_each_reminder_is_skipped(
+        world: CartWorld) -> None:
+    """The template limit is 400 on input now (it was 1,000): a longer one stored earlier must not break reading
+    the settings or the delivery run of every flow; its reminders are skipped, named, as LINE would refuse them."""
+    await world.settings()
+    await world.product("p1")
+    browser = await world.customer(U1)
+    await world.add(START, browser, "long", "p1")
+    long = "https://shop.example/" + "x" * 800 + "?t={cart_token}"
+    await world.db["shop_settings"].update_one({"_id": settings_key(world.shop.shop_id, "cart")},
+                                               {"$set": {"data.recovery_url_template": long}})
+    response = await world.client.get(f"{world.base}/settings/cart", headers=world.shop.auth)
+    assert response.status == 200 and (await response.json())["recovery_url_template"] == long
+    summary = await world.run(START + hours(3))
+    assert summary["skipped:recovery_url_too_long"] == 1 and await world.pushes() == []
+    response = await world.client.put(f"{world.base}/settings/cart", headers=world.shop.auth,
+                                      json={"enabled": True, "recovery_url_template": long})
+    assert response.status == 422 and (await response.json())["error"]["field"] == "recovery_url_template"
