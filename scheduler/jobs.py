@@ -10,6 +10,8 @@ from datetime import datetime
 from delivery.context import JobContext, JobSummary
 from delivery.engine import Engine
 from flows.listeners import delivery_flows
+from flows.points.expiry import expire_points
+from flows.points.monthly import mark_monthly
 
 log = logging.getLogger("linecrm.scheduler")
 
@@ -32,9 +34,13 @@ async def deliver(ctx: JobContext, now: datetime, shop_id: str | None) -> JobSum
     return await Engine(delivery_flows(ctx.settings.public_base)).run(ctx, now, shop_id)
 
 
-# Order matters: the outbox first, so flow state left behind by a crash is current before the flows run.
+# Order matters: the outbox first, so flow state left behind by a crash is current before the flows run;
+# points expiries before anything that shows or filters on a balance; the monthly notice's marking before
+# the delivery that sends it.
 JOBS: Sequence[Job] = (
     Job("outbox", drain_outbox),
+    Job("points_expiry", expire_points),
+    Job("points_monthly", mark_monthly),
     Job("delivery", deliver),
 )
 

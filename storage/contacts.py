@@ -67,11 +67,12 @@ class Lookup:
     fields: Mapping[str, int] | None = None  # projection; None: the whole document
 
 
-def _merge_state(key: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Pipeline expression: `flows` with these fields merged into `flows.<key>` (other flows untouched)."""
+def _merge_states(states: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Pipeline expression: `flows` with each key's fields merged into `flows.<key>` (other flows untouched)."""
     return {"$mergeObjects": [
         {"$ifNull": ["$flows", {}]},
-        {key: {"$mergeObjects": [{"$ifNull": [f"$flows.{key}", {}]}, {"$literal": dict(fields)}]}},
+        {key: {"$mergeObjects": [{"$ifNull": [f"$flows.{key}", {}]}, {"$literal": dict(fields)}]}
+         for key, fields in states.items()},
     ]}
 
 
@@ -79,16 +80,27 @@ def ingest_pipeline(shop_id: str, line_user_id: str, key: str, fields: Mapping[s
                     due_at: datetime | None) -> list[dict[str, Any]]:
     """The update an ingest write makes: merge the flow's fields, bump `v`, and — only when no worker
     holds the contact — move `next_due_at` earlier to `due_at` (a later due time is found by the engine)."""
+    return states_pipeline(shop_id, line_user_id, {key: fields}, due_at)
+
+
+def states_pipeline(shop_id: str, line_user_id: str, states: Mapping[str, Mapping[str, Any]],
+                    due_at: datetime | None) -> list[dict[str, Any]]:
+    """`ingest_pipeline` for several flows' sub-states in one write."""
     due = due_at or NEVER
     current = {"$ifNull": ["$next_due_at", NEVER]}
     return [{"$set": {
         "shop_id": {"$ifNull": ["$shop_id", {"$literal": shop_id}]},
         "line_user_id": {"$ifNull": ["$line_user_id", {"$literal": line_user_id}]},
-        "flows": _merge_state(key, fields),
+        "flows": _merge_states(states),
         "v": {"$add": [{"$ifNull": ["$v", 0]}, 1]},
         "next_due_at": {"$cond": [{"$eq": [{"$ifNull": ["$claim", None]}, None]},
                                   {"$min": [current, {"$literal": due}]}, current]},
     }}]
+
+
+def shop_range(shop_id: str) -> dict[str, str]:
+    """The shop's contacts as a range of `_id` ("<shop_id>:<line_user_id>"; ";" follows ":")."""
+    return {"$gt": f"{shop_id}:", "$lt": f"{shop_id};"}
 
 
 @dataclass(frozen=True)
@@ -115,13 +127,39 @@ class ContactRepository:
         `when` is a filter on the current document (e.g. `{"flows.reminders.status": {"$ne": "active"}}`);
         when it does not hold for an existing contact nothing changes and False is returned.
         """
+        return await self.put_flow_states(shop_id, line_user_id, {key: fields}, due_at=due_at, when=when,
+                                          create=create)
+
+    async def put_flow_states(self, shop_id: str, line_user_id: str, states: Mapping[str, Mapping[str, Any]], *,
+                              due_at: datetime | None, when: Mapping[str, Any] | None = None,
+                              create: bool = True) -> bool:
+        """`put_flow_state` for several flows' sub-states in one write (`states`: key → fields)."""
         query: dict[str, Any] = {"_id": customer_key(shop_id, line_user_id), **(when or {})}
         try:
             result = await self._contacts.update_one(
-                query, ingest_pipeline(shop_id, line_user_id, key, fields, due_at), upsert=create, hint=BY_ID)
+                query, states_pipeline(shop_id, line_user_id, states, due_at), upsert=create, hint=BY_ID)
         except DuplicateKeyError:  # the contact exists but `when` does not hold
             return False
         return result.modified_count == 1 or result.upserted_id is not None
+
+    async def put_flow_state_range(self, shop_id: str, key: str, fields: Mapping[str, Any], *,
+                                   due_at: datetime | None, when: Mapping[str, Any], after: str | None = None,
+                                   limit: int = 500) -> tuple[str | None, int]:
+        """`put_flow_state` for the shop's next `limit` existing contacts matching `when` (`_id` order, after
+        the contact `after`): one indexed `_id` scan for their range and one `update_many` over it, so a
+        shop-wide change (e.g. a monthly notice) costs no round trip per customer and never holds the
+        database for long. Returns the last `_id` of the range (the next call's `after`; None when there was
+        nothing left) and how many contacts changed."""
+        scope = shop_range(shop_id)
+        if after is not None:
+            scope = {**scope, "$gt": after}
+        ids = [doc["_id"] async for doc in self._contacts.find({"_id": scope, **when}, {"_id": 1}).sort(
+            "_id", ASCENDING).hint(BY_ID).limit(limit)]
+        if not ids:
+            return None, 0
+        result = await self._contacts.update_many({"_id": {"$gte": ids[0], "$lte": ids[-1]}, **when},
+                                                  states_pipeline(shop_id, "", {key: fields}, due_at), hint=BY_ID)
+        return str(ids[-1]), result.modified_count
 
     async def get(self, shop_id: str, line_user_id: str) -> Document | None:
         return await self._contacts.find_one({"_id": customer_key(shop_id, line_user_id)})
