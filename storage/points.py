@@ -241,9 +241,9 @@ class PointsRepository:
                 "occurred_at": transaction.get("occurred_at") or now,
                 "created_at": now,
             }
-            balance = await self._write(shop_id, entry, now, session)
+            balance, types = await self._write(shop_id, entry, now, session)
             intents.append(await self._database.signals.points_recorded.intend(
-                self._database, shop_id, entry["line_user_id"], [entry["type"]], now, now=now, session=session))
+                self._database, shop_id, entry["line_user_id"], types, now, now=now, session=session))
             return Posted("created", entry, balance)
 
         posted = await self._transaction(apply, f"points post {key}")
@@ -251,8 +251,10 @@ class PointsRepository:
             await intent.deliver()
         return posted
 
-    async def _write(self, shop_id: str, entry: Document, now: datetime, session: AsyncClientSession) -> int:
-        """Inside the transaction: due expiries, the entry, the customer's points; returns the new balance."""
+    async def _write(self, shop_id: str, entry: Document, now: datetime,
+                     session: AsyncClientSession) -> tuple[int, list[str]]:
+        """Inside the transaction: due expiries, the entry, the customer's points; returns the new balance and
+        the types of the entries written."""
         line_user_id, delta = entry["line_user_id"], int(entry["delta"])
         ckey = customer_key(shop_id, line_user_id)
         customer = await self._customers.find_one({"_id": ckey}, projection={"points": 1}, session=session)
@@ -279,7 +281,7 @@ class PointsRepository:
         )
         if change < 0 and result.matched_count == 0:
             raise InsufficientPoints(entry["transaction_id"])
-        return balance + change
+        return balance + change, [*(["expire"] if expiries else []), entry["type"]]
 
     async def _entries(self, shop_id: str, line_user_id: str, session: AsyncClientSession | None = None) -> list[Document]:
         cursor = self._ledger.find({"shop_id": shop_id, "line_user_id": line_user_id}, session=session)
@@ -292,32 +294,32 @@ class PointsRepository:
         return self._customers.find({"shop_id": shop_id, "points.soonest_expiry_at": {"$lte": now}},
                                     {"line_user_id": 1}).hint(EXPIRY_INDEX)
 
-    async def expire_due(self, shop_id: str, line_user_ids: Sequence[str], now: datetime) -> Expired:
-        """Write the due `expire` entries of these customers and lower their balances: one transaction per
-        chunk, so an expiry and its balance change land together; `points_recorded` intents go with them."""
+    async def expire_due(self, shop_id: str, line_user_ids: Sequence[str], now: datetime,
+                         chunk_size: int = EXPIRY_CHUNK) -> Expired:
+        """Write the due `expire` entries of these customers and lower their balances, one transaction per
+        chunk, so an expiry and its balance change land together.
+
+        No `points_recorded` signal: nothing at ingest needs to hear of an expiry (the expiry reminder wakes at
+        each expiry moment by itself), and a listener's write per customer would triple the cost.
+        """
         done = Expired()
-        for start in range(0, len(line_user_ids), EXPIRY_CHUNK):
-            chunk = list(dict.fromkeys(line_user_ids[start:start + EXPIRY_CHUNK]))
-            intents: list[Intent] = []
-            part = await self._transaction(partial(self._expire_chunk, shop_id, chunk, now, intents),
+        for start in range(0, len(line_user_ids), chunk_size):
+            chunk = list(dict.fromkeys(line_user_ids[start:start + chunk_size]))
+            part = await self._transaction(partial(self._expire_chunk, shop_id, chunk, now),
                                            f"points expiry of shop {shop_id}")
             done.customers += part.customers
             done.entries += part.entries
             done.points += part.points
-            for intent in intents:
-                await intent.deliver()
         return done
 
-    async def _expire_chunk(self, shop_id: str, line_user_ids: list[str], now: datetime, intents: list[Intent],
+    async def _expire_chunk(self, shop_id: str, line_user_ids: list[str], now: datetime,
                             session: AsyncClientSession) -> Expired:
-        intents.clear()
         keys = [customer_key(shop_id, user) for user in line_user_ids]
         customers = {doc["line_user_id"]: doc async for doc in self._customers.find(
             {"_id": {"$in": keys}}, {"line_user_id": 1, "points": 1}, session=session)}
         part = Expired()
         inserts: list[Document] = []
         updates: list[UpdateOne] = []
-        touched: list[tuple[str, list[str], datetime]] = []
         for user in line_user_ids:
             points = (customers.get(user) or {}).get("points") or {}
             due = points.get("soonest_expiry_at")
@@ -338,16 +340,12 @@ class PointsRepository:
                 part.customers += 1
                 part.entries += len(expiries)
                 part.points -= change
-                touched.append((user, ["expire"], now))
         if inserts:
             await self._ledger.insert_many(inserts, ordered=True, session=session)
         if updates:
             result = await self._customers.bulk_write(updates, ordered=True, session=session)
             if result.matched_count != len(updates):
                 raise RuntimeError("a balance moved under the expiry transaction")  # aborts it: never negative
-        if touched:
-            intents += await self._database.signals.points_recorded.intend_many(
-                self._database, [(shop_id, user, kinds, at) for user, kinds, at in touched], now, session=session)
         return part
 
     # --- reading ---

@@ -108,13 +108,12 @@ class Signal:
         await database[OUTBOX].insert_one(entry, session=session)
         return Intent(self, database, args, str(entry["_id"]))
 
-    async def intend_many(self, database: Database, calls: Sequence[tuple[Any, ...]], now: datetime,
-                          session: AsyncClientSession | None = None) -> list[Intent]:
-        """`intend` for several calls with one insert (in `session`'s transaction when given)."""
+    async def intend_many(self, database: Database, calls: Sequence[tuple[Any, ...]], now: datetime) -> list[Intent]:
+        """`intend` for several calls with one insert."""
         if not self._listeners or not calls:
             return [Intent(self, database, tuple(args), None) for args in calls]
         entries = [self._entry(args, now) for args in calls]
-        await database[OUTBOX].insert_many(entries, ordered=False, session=session)
+        await database[OUTBOX].insert_many(entries, ordered=False)
         return [Intent(self, database, tuple(args), str(entry["_id"]))
                 for args, entry in zip(calls, entries, strict=True)]
 
@@ -161,9 +160,9 @@ class Signals:
     # (database, shop_id: str, line_user_ids: list[str], added: list[str], removed: list[str], now: datetime)
     # after the admin API changed tags; `added` may name tags a customer already had (listeners check).
     tags_changed: Signal = field(default_factory=lambda: Signal("tags_changed"))
-    # (database, shop_id: str, line_user_id: str, types: list[str], now: datetime) after points ledger entries
-    # were written for a customer (`types`: the entries' types, e.g. ["earn"]; the worker's expiries: ["expire"]);
-    # intended inside the ledger's transaction.
+    # (database, shop_id: str, line_user_id: str, types: list[str], now: datetime) after a points transaction
+    # was posted (`types`: the types of the entries it wrote, e.g. ["earn"], or ["expire", "use"] when due
+    # expiries went first); intended inside the ledger's transaction. The worker's expiry job does not send it.
     points_recorded: Signal = field(default_factory=lambda: Signal("points_recorded"))
 
     def all(self) -> list[Signal]:

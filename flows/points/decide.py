@@ -6,7 +6,8 @@ expiry job), so a decision needs no read of its own:
 - earned: "N points earned" for everything earned since the last notice (`earned_total` minus what was
   announced), with the balance — several earns before a run are one message;
 - monthly: the balance (and the soonest expiry when within 30 days) once per month, when above 0;
-- expiry: "N points expire on <date>", `expiry_lead_days` before each expiry moment, once per moment.
+- expiry: "N points expire on <date>", `expiry_lead_days` before each expiry moment, once per moment (lots
+  expiring at the same moment are one reminder); the flow wakes at every expiry moment to plan the next one.
 A notice that would show a balance while an expiry is overdue (the worker has not written it yet) waits a
 little rather than show expired points. Reachability, quiet hours, the cap and the holdout are the delivery
 policy's, applied to what this returns.
@@ -148,12 +149,14 @@ def decide_expiry(state: Mapping[str, Any], facts: PointsFacts, settings: Points
         return _end("nothing_expires")
     if facts.overdue(now):
         return _overdue(now)
+    # Until a lot expires, the flow wakes at its moment at the latest: the worker expires it first in that
+    # tick, and the flow then finds the next lot (the expiry job writes nothing to the contacts itself).
     if reminded is not None and expiry <= as_utc(reminded):
-        return _end("reminded")  # the expiry's ledger entry wakes the flow for the next one
+        return Decision("wait", {"due_at": expiry}, "reminded")
     if not settings.expiry_reminder:
-        return _end("disabled")
+        return Decision("wait", {"due_at": expiry}, "disabled")
     moment = reminder_moment(expiry, settings)
     if now < moment:
         return Decision("wait", {"due_at": moment})
-    return Decision("send", {"due_at": None, "reminded_until": expiry}, cycle=f"x{int(expiry.timestamp() * 1000)}",
+    return Decision("send", {"due_at": expiry, "reminded_until": expiry}, cycle=f"x{int(expiry.timestamp() * 1000)}",
                     content=Expiring(int(amount), expiry, facts.balance), stale_after=expiry, expects=expects)

@@ -1,10 +1,11 @@
 """Keeps the contacts' points sub-states current at ingest: a ledger write makes the notices look again.
 
 A listener on `points_recorded` (connected in `flows.listeners`), heard after
-every ledger transaction — a post through the admin API or the worker's
-expiries. It does not decide anything: it marks the customer's expiry reminder
-due now (the flow then works out, from the customer's points, when the next
-reminder goes), the earned notice due now after an earn (the flow announces
+every points transaction posted (the worker's expiries need no listener: the
+expiry reminder wakes at each expiry moment by itself). It does not decide
+anything: it marks the customer's expiry reminder due now (the flow then works
+out, from the customer's points, when the next reminder goes), the earned
+notice due now after an earn (the flow announces
 everything earned since its last notice, so two earns before a run are one
 message), and the customer as one the monthly notice considers. One write, the
 same however often it runs. While a worker holds the contact it writes nothing

@@ -37,15 +37,16 @@ class World:
 
     @property
     def db(self) -> Database:
-        return self.client.app[DATABASE]
+        database: Database = self.client.app[DATABASE]
+        return database
 
     @property
     def base(self) -> str:
         return f"/admin/api/v1/shops/{self.shop.shop_id}"
 
     async def admin(self, method: str, path: str, body: Any = None, status: int | None = None,
-                    **params: str) -> Any:
-        response = await self.client.request(method, self.base + path, json=body, params=params or None,
+                    params: dict[str, str] | None = None) -> Any:
+        response = await self.client.request(method, self.base + path, json=body, params=params,
                                              headers=self.shop.auth)
         if status is not None:
             assert response.status == status, await response.text()
@@ -120,7 +121,7 @@ class World:
         return [i for i in items if all(i.get(k) == v for k, v in match.items())]
 
     async def report(self, **query: str) -> dict[str, Any]:
-        return dict(await self.admin("GET", "/reports/points", **query))
+        return dict(await self.admin("GET", "/reports/points", params=query))
 
 
 def texts(message: dict[str, Any]) -> list[str]:

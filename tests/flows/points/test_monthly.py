@@ -10,9 +10,9 @@ JST = timedelta(hours=9)
 U_SOON, U_LATER, U_EMPTY, U_BLOCKED, U_OPTED_OUT = (f"U{i:032x}" for i in range(1, 6))
 
 
-def tokyo(*args: int) -> datetime:
+def tokyo(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
     """A wall-clock time in Tokyo, as UTC."""
-    return datetime(*args, tzinfo=UTC) - JST  # type: ignore[misc]
+    return datetime(year, month, day, hour, minute, tzinfo=UTC) - JST
 
 
 async def test_monthly_notice_goes_on_its_day_and_hour_in_tokyo_time_across_months(world: World) -> None:
