@@ -13,6 +13,7 @@ from admin_api.orders import Email
 from admin_api.registry import SHOP_PATH, AdminApi, Call
 from core.errors import ApiError
 from storage.customers import CustomerRepository
+from storage.keys import browser_key
 from storage.points import PointsRepository
 
 routes = AdminApi()  # composed with the other modules' routes in `admin_api.setup_admin_api`
@@ -127,7 +128,7 @@ def _id_taken() -> ApiError:
 
 async def customer_view(call: Call[Any, Any], doc: dict[str, Any]) -> CustomerView:
     shop_id = call.current_shop.shop_id
-    browser_keys = [f"{shop_id}:{browser_id}" for browser_id in doc.get("browser_ids", [])]
+    browser_keys = [browser_key(shop_id, browser_id) for browser_id in doc.get("browser_ids", [])]
     browsers = [BrowserView.model_validate(b) async for b in call.db["browsers"].find({"_id": {"$in": browser_keys}})]
     summary = await PointsRepository(call.db).summary(shop_id, doc["line_user_id"], call.now())
     return CustomerView.model_validate(

@@ -24,6 +24,7 @@ from pydantic import (
 
 from core.clock import as_utc
 from core.errors import ApiError
+from core.identifiers import IDENTIFIER_PATTERN, IDENTIFIER_RULE
 from storage.paging import decode_cursor
 
 if TYPE_CHECKING:
@@ -45,8 +46,11 @@ def _valid_timezone(value: str) -> str:
 
 
 TimeZoneName = Annotated[str, Field(min_length=1, max_length=64, examples=["Asia/Tokyo"]), AfterValidator(_valid_timezone)]
-Token = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^\S+$")]
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+# Secrets and tokens are printable ASCII without spaces (LINE's are): no control or non-ASCII character.
+Token = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[\x21-\x7e]+$")]
+# A name a person reads: no control characters (C0, DEL, C1).
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 
 
 Yen = Annotated[int, Field(strict=True, ge=0, le=1_000_000_000, description="yen, integer")]
@@ -77,7 +81,7 @@ def path_id(call: Call[Any, Any], name: str) -> str:
     try:
         return _IDENTIFIER.validate_python(value)
     except ValidationError:
-        raise ApiError(422, "validation_error", f"{name}: must be 1-128 of A-Z a-z 0-9 _ . : @ -", name) from None
+        raise ApiError(422, "validation_error", f"{name}: must be {IDENTIFIER_RULE}", name) from None
 
 
 def to_millis(at: datetime) -> datetime:

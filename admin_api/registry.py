@@ -7,7 +7,6 @@ document is generated from the very models that validate (never written twice).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from admin_api.auth import authenticate_operator, authenticate_shop
 from bot.typedefs import CLOCK, DATABASE
-from core.errors import ApiError, from_validation_error
+from core.errors import from_validation_error
+from core.json_body import parse_json
 from storage.database import Database
 from storage.shops import Shop
 
@@ -128,16 +128,6 @@ class AdminApi:
             app.router.add_route(route.method, route.full_path, _wrap(route))
 
 
-async def _read_json(request: web.Request) -> Any:
-    raw = await request.read()
-    if not raw:
-        raise ApiError(400, "invalid_json", "request body must be a JSON document")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
-
-
 def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         shop: Shop | None = None
@@ -153,9 +143,11 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
                 raise from_validation_error(exc) from None
         body = None
         if route.body is not None:
-            payload = await _read_json(request)
+            raw = await request.read()
+            parse_json(raw)  # depth, NaN, control characters: a clear 400 before any model sees it
             try:
-                body = route.body.model_validate(payload)
+                # Strict JSON validation: `true` is no integer, "100" no number, a number no date.
+                body = route.body.model_validate_json(raw, strict=True)
             except ValidationError as exc:
                 raise from_validation_error(exc) from None
         result = await route.handler(Call(request, shop, body, query))

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from admin_api.models import StrictModel, TimeZoneName, Token
+from admin_api.models import Name, StrictModel, TimeZoneName, Token
 from admin_api.registry import SHOP_PATH, AdminApi, Call
 from core.errors import ApiError
 from storage.shops import LineCredentials, ShopRepository
@@ -18,7 +18,7 @@ LoginChannelId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
 
 
 class ShopCreate(StrictModel):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    name: Name
     channel_secret: Token = Field(description="LINE Messaging API channel secret (write-only)")
     channel_access_token: Token = Field(description="LINE Messaging API channel access token (write-only)")
     line_login_channel_id: LoginChannelId | None = None
@@ -27,7 +27,7 @@ class ShopCreate(StrictModel):
 
 
 class ShopUpdate(StrictModel):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    name: Name | None = None
     channel_secret: Token | None = None
     channel_access_token: Token | None = None
     line_login_channel_id: LoginChannelId | None = None

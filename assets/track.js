@@ -5,6 +5,9 @@
  * Other events: lcrm("add_to_cart" | "checkout_started" | "purchase",
  *   {product_id, quantity, cart_token, order_id, value}).
  * Link buttons: <a data-lcrm-link>LINEで友だち追加・連携</a> (data-lcrm-link="code" for a chat code).
+ *   A click first asks the bot for a short-lived, single-use link token with this browser's ID and
+ *   its secret (a second first-party cookie that is sent nowhere else), so nobody who merely knows a
+ *   browser ID can link that browser to their own LINE account.
  * Options on the tag: data-auto-page-view="false" turns off the automatic page_view.
  */
 (function (w, d) {
@@ -16,6 +19,9 @@
   var base = (script.getAttribute("data-endpoint") || new URL(script.src).origin).replace(/\/$/, "");
   var endpoint = base + "/t/" + encodeURIComponent(shop) + "/events";
   var COOKIE = "_lcrm_bid";
+  var SECRET_COOKIE = "_lcrm_bs";
+  var REGISTERED = "_lcrm_reg";
+  var tokenEndpoint = base + "/t/" + encodeURIComponent(shop) + "/link-token";
   var MAX_AGE = 400 * 24 * 3600; // browsers cap cookies at 400 days
   var ID_RE = /^[A-Za-z0-9_-]{16,64}$/;
   var UTM_KEYS = ["source", "medium", "campaign", "term", "content"];
@@ -40,13 +46,64 @@
     return null;
   }
 
+  function writeCookie(name, value) {
+    // First-party, long-lived, refreshed on every visit; Lax so it survives arriving from LINE.
+    d.cookie = name + "=" + value + "; Max-Age=" + MAX_AGE + "; Path=/; SameSite=Lax" +
+      (location.protocol === "https:" ? "; Secure" : "");
+  }
+
+  function browserSecret() {
+    var secret = readCookie(SECRET_COOKIE);
+    if (!secret || !ID_RE.test(secret)) secret = randomId();
+    writeCookie(SECRET_COOKIE, secret);
+    return secret;
+  }
+
   function browserId() {
     var id = readCookie(COOKIE);
-    if (!id || !ID_RE.test(id)) id = randomId();
-    // First-party, long-lived, refreshed on every visit; Lax so it survives arriving from LINE.
-    d.cookie = COOKIE + "=" + id + "; Max-Age=" + MAX_AGE + "; Path=/; SameSite=Lax" +
-      (location.protocol === "https:" ? "; Secure" : "");
+    if (!id || !ID_RE.test(id)) {
+      id = randomId();
+      writeCookie(SECRET_COOKIE, randomId()); // a new browser ID gets a new secret
+    }
+    writeCookie(COOKIE, id);
     return id;
+  }
+
+  // A new pair when the bot says this ID is held by another secret (someone claimed it first).
+  function renewBrowser() {
+    writeCookie(COOKIE, randomId());
+    writeCookie(SECRET_COOKIE, randomId());
+  }
+
+  function local() {
+    try { return w.localStorage; } catch (e) { return null; }
+  }
+
+  // A link token for this browser (proof of its secret), or null; one retry with a fresh ID if claimed.
+  function linkToken(done, retried) {
+    if (!w.fetch) { done(null); return; }
+    var body = JSON.stringify({ browser_id: browserId(), browser_secret: browserSecret() });
+    w.fetch(tokenEndpoint, { method: "POST", body: body, mode: "cors", credentials: "omit",
+      headers: { "Content-Type": "text/plain" } })
+      .then(function (r) { return r.json().then(function (j) { return { status: r.status, json: j }; }); })
+      .then(function (res) {
+        if (res.status === 200 && res.json && res.json.link_token) {
+          var s = local();
+          if (s) s.setItem(REGISTERED, browserId());
+          done(res.json.link_token);
+        } else if (res.status === 403 && res.json && res.json.error && res.json.error.code === "browser_claimed" && !retried) {
+          renewBrowser();
+          linkToken(done, true);
+        } else done(null);
+      })
+      .catch(function () { done(null); });
+  }
+
+  // Present the secret once for each browser ID, early, so it is this browser's before the ID travels.
+  function register() {
+    var s = local();
+    if (s && s.getItem(REGISTERED) === browserId()) return;
+    linkToken(function () {});
   }
 
   function httpUrl(value) {
@@ -111,26 +168,41 @@
     return el ? el.getAttribute("data-lcrm-product-id") : null;
   }
 
-  function linkUrl(kind) {
-    return base + "/l/" + encodeURIComponent(shop) + (kind === "code" ? "/code" : "") +
-      "?bid=" + encodeURIComponent(browserId()) + "&return=" + encodeURIComponent(location.href);
+  function linkUrl(kind, token) {
+    return base + "/l/" + encodeURIComponent(shop) + (kind === "code" ? "/code" : "") + "?" +
+      (token ? "lt=" + encodeURIComponent(token) + "&" : "") + "return=" + encodeURIComponent(location.href);
   }
 
-  // Arrived from a link in LINE (our /l/ page bounced here): go back with this browser's ID.
+  function openLink(kind, replace) {
+    linkToken(function (token) {
+      if (!token) return; // stay on the shop's page: without proof the link page would refuse
+      if (replace) location.replace(linkUrl(kind, token));
+      else location.href = linkUrl(kind, token);
+    });
+  }
+
+  // Arrived from a link in LINE (our /l/ page bounced here): go back with this browser's link token.
   function bounceBack() {
     var params = new URLSearchParams(location.search), kind = params.get("lcrm_link");
     if (kind !== "login" && kind !== "code") return false;
     params.delete("lcrm_link");
     var rest = params.toString();
     history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
-    location.replace(linkUrl(kind));
+    openLink(kind, true);
     return true;
   }
 
   function onReady() {
     if (bounceBack()) return;
+    register();
     var links = d.querySelectorAll("a[data-lcrm-link]");
-    for (var i = 0; i < links.length; i++) links[i].href = linkUrl(links[i].getAttribute("data-lcrm-link"));
+    for (var i = 0; i < links.length; i++) {
+      links[i].href = linkUrl(links[i].getAttribute("data-lcrm-link"));
+      links[i].addEventListener("click", function (e) {
+        e.preventDefault();
+        openLink(this.getAttribute("data-lcrm-link"), false);
+      });
+    }
     if (!pageViewSent && script.getAttribute("data-auto-page-view") !== "false") {
       var product = productOnPage();
       track("page_view", product ? { product_id: product } : {});
@@ -139,7 +211,7 @@
 
   var queued = (w.lcrm && w.lcrm.q) || [];
   w.lcrm = function (type, props) { track(type, props); };
-  w.LineCrm = { loaded: true, track: track, browserId: browserId, linkUrl: linkUrl };
+  w.LineCrm = { loaded: true, track: track, browserId: browserId, linkToken: linkToken, openLink: openLink };
   for (var q = 0; q < queued.length; q++) track(queued[q][0], queued[q][1]);
   if (d.readyState === "loading") d.addEventListener("DOMContentLoaded", onReady);
   else onReady();

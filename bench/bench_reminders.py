@@ -1,19 +1,21 @@
-"""Browse reminders at scale: one run of the job over a seeded shop, against linesim's push rate limit.
+"""Browse reminders at scale on the delivery engine, against an answering LINE stand-in, in one run.
 
-Seeds one shop (default 100,000 linked customers due now, 1,000,000 product
-views, 10,000 products) directly in the shapes the contracts give (the
-reminder state as the ingest listeners leave it), then runs the reminders job
+For each size (default 10,000 and 100,000 customers due now) it seeds a fresh
+embedded database directly in the shapes the ingest listeners leave (customers,
+contacts with their `flows.reminders` cycle, `reminder_profiles` with views, a
+catalogue), measures the database's own write ceiling for what one message
+costs (the claim's `update_many` and the settle's conditional update, the same
+shapes the engine writes, on a copy of the collection), then runs the engine
 once — the code `python -m scheduler run-once` runs — with linesim in a child
-process limiting pushes to `--rate` per second. Prints the due-set selection
-time, carousels planned+built per second, database round trips per 1,000
-messages (a PyMongo CommandListener counts every command), sends per second
-÷ the rate limit and ÷ the database's own write ceiling (measured first: on
-the embedded database the writes, not our code, bound the rate), and the peak
-memory growth during the run.
+process answering pushes (its per-request schema validation off unless
+`--validate`; retry keys, quota and the push rate limit still apply).
 
-    .venv/bin/python -m bench.bench_reminders [--customers 100000] [--views 1000000] [--products 10000] [--rate 2000]
+Prints, per size: sends/s ÷ the write ceiling and ÷ LINE's rate limit; CPU
+milliseconds per message of this process (the engine), of linesim and of the
+database server; database round trips per 1,000 messages (a PyMongo command
+listener counts every command); and the peak memory growth of this process.
 
-The database is a fresh embedded SecantusDB in a temporary directory (or MONGODB_URI).
+    .venv/bin/python -m bench.bench_reminders [--sizes 10000,100000] [--views 10] [--products 10000] [--rate 2000]
 """
 
 from __future__ import annotations
@@ -29,19 +31,19 @@ import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient, UpdateOne, monitoring
 
 NOW = datetime(2026, 12, 10, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo, outside quiet hours
 
 
 class Commands(monitoring.CommandListener):
-    """Counts database round trips by command name."""
+    """Counts database round trips by command name while enabled."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
-        self.slow: Counter[str] = Counter()  # milliseconds per command name and collection
         self.enabled = False
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
@@ -49,8 +51,7 @@ class Commands(monitoring.CommandListener):
             self.counts[event.command_name] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        if self.enabled:
-            self.slow[event.command_name] += event.duration_micros // 1000
+        pass
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
@@ -64,9 +65,9 @@ def rss_mb() -> float:
     return 0.0
 
 
-def cpu_seconds(pid: int | None = None) -> float:
-    """User+system CPU of a process so far (this one by default): who is busy during the run."""
-    with open(f"/proc/{pid or os.getpid()}/stat") as stat:
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process so far."""
+    with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -84,241 +85,200 @@ def wait_port(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-async def seed(db: Any, args: argparse.Namespace, shop_id: str) -> None:
+async def seed(db: Any, shop_id: str, customers: int, views: int, products: int) -> None:
     from flows.reminders.profile import views_from_rows
-    from storage.reminders import new_cycle
+    from flows.reminders.state import new_cycle
     from storage.shop_settings import QuietHours, ReminderSettings, ShopSettingsRepository
 
     rng = random.Random(7)
     started = time.perf_counter()
-    await ShopSettingsRepository(db).put(shop_id, ReminderSettings(enabled=True, quiet_hours=QuietHours(enabled=False)),
-                                         NOW)
+    settings = ReminderSettings(enabled=True, quiet_hours=QuietHours(enabled=False))
+    await ShopSettingsRepository(db).put(shop_id, settings, NOW)
     categories = [f"cat{i}" for i in range(50)]
-    products = []
-    for i in range(args.products):
+    catalogue = []
+    for i in range(products):
         stock = rng.choice([0, 1, 2, 5, 20, 100])
-        products.append({
+        published = rng.random() > 0.05
+        catalogue.append({
             "_id": f"{shop_id}:p{i}", "shop_id": shop_id, "product_id": f"p{i}",
             "title": f"ベンチマーク商品 {i} オーガニックコットン ワンピース", "url": f"https://shop.example/products/p{i}",
             "image_url": f"https://shop.example/img/p{i}.jpg", "image_urls": [], "price": rng.randrange(1000, 30000),
             "sale_price": None, "category": rng.choice(categories), "tags": [f"tag{rng.randrange(200)}"],
-            "published": rng.random() > 0.05, "track_inventory": True, "continue_selling": False,
+            "published": published, "track_inventory": True, "continue_selling": False,
             "variants": [{"id": "v1", "title": "F", "price": None, "stock": stock}], "total_stock": stock,
-            "sold_count": rng.randrange(0, 1000), "created_at": NOW, "updated_at": NOW,
+            "available": published and stock > 0, "sold_count": rng.randrange(0, 1000), "created_at": NOW,
+            "updated_at": NOW,
         })
-    for chunk in range(0, len(products), 1000):
-        await db["products"].insert_many(products[chunk:chunk + 1000], ordered=False)
-    for doc in products:
-        doc["available"] = doc["published"] and doc["total_stock"] > 0
-    await db["products"].update_many({"shop_id": shop_id, "total_stock": {"$gt": 0}, "published": True},
-                                     {"$set": {"available": True}})
-    await db["products"].update_many({"shop_id": shop_id, "available": {"$ne": True}}, {"$set": {"available": False}})
-    per_customer = max(1, args.views // args.customers)
+    for chunk in range(0, len(catalogue), 1000):
+        await db["products"].insert_many(catalogue[chunk:chunk + 1000], ordered=False)
     anchor = NOW - timedelta(days=3, minutes=5)
-    for start in range(0, args.customers, 1000):
-        customers, views, profiles, states = [], [], [], []
-        for n in range(start, min(start + 1000, args.customers)):
+    cycle = new_cycle(settings, anchor, anchor)
+    for start in range(0, customers, 1000):
+        people, contacts, profiles = [], [], []
+        for n in range(start, min(start + 1000, customers)):
             user = f"U{n:032x}"
-            cycle = new_cycle(anchor, anchor + timedelta(days=3), anchor)
-            customers.append({
-                "_id": f"{shop_id}:{user}", "shop_id": shop_id, "line_user_id": user, "friend": True, "blocked": False,
+            key = f"{shop_id}:{user}"
+            people.append({
+                "_id": key, "shop_id": shop_id, "line_user_id": user, "friend": True, "blocked": False,
                 "opted_out": False, "tags": [], "linked": True, "browser_ids": [f"b{n}"],
                 "totals": {"purchase_count": 0, "total_spend": 0, "first_seen_at": anchor, "last_purchase_at": None},
                 "created_at": anchor,
             })
-            states.append({"_id": f"{shop_id}:{user}", "shop_id": shop_id, "line_user_id": user, **cycle})
-            own = []
-            for pid in rng.sample(range(args.products), min(per_customer, args.products)):
-                own.append({
-                    "_id": f"{shop_id}:b{n}:p{pid}", "shop_id": shop_id, "browser_id": f"b{n}", "product_id": f"p{pid}",
-                    "line_user_id": user, "count": rng.randrange(1, 6), "first_viewed_at": anchor,
-                    "last_viewed_at": anchor + timedelta(minutes=rng.randrange(60)),
-                })
-            views += own
-            # The profile as the ingest listeners leave it (flows.reminders.state).
-            profiles.append({"_id": f"{shop_id}:{user}", "shop_id": shop_id, "line_user_id": user,
-                             "views": views_from_rows(own), "bought": {}, "updated_at": anchor})
-        await db["customers"].insert_many(customers, ordered=False)
-        await db["reminder_state"].insert_many(states, ordered=False)
-        await db["product_views"].insert_many(views, ordered=False)
+            contacts.append({"_id": key, "shop_id": shop_id, "line_user_id": user, "v": 1, "claim": None,
+                             "flows": {"reminders": dict(cycle)}, "next_due_at": cycle["due_at"]})
+            rows = [{"product_id": f"p{pid}", "count": rng.randrange(1, 6), "first_viewed_at": anchor,
+                     "last_viewed_at": anchor + timedelta(minutes=rng.randrange(60))}
+                    for pid in rng.sample(range(products), min(views, products))]
+            profiles.append({"_id": key, "shop_id": shop_id, "line_user_id": user, "views": views_from_rows(rows),
+                             "bought": {}, "updated_at": anchor})
+        await db["customers"].insert_many(people, ordered=False)
+        await db["contacts"].insert_many(contacts, ordered=False)
         await db["reminder_profiles"].insert_many(profiles, ordered=False)
-        if start % 20000 == 0:
-            print(f"  seeded {start + len(customers):,} customers ({time.perf_counter() - started:.0f}s)", flush=True)
-    print(f"seeded {args.customers:,} customers, {args.customers * per_customer:,} views, {args.products:,} products "
+    print(f"  seeded {customers:,} customers ({views} viewed products each), {products:,} products "
           f"in {time.perf_counter() - started:.0f}s", flush=True)
 
 
-async def write_ceiling(db: Any, shop_id: str, customers: int) -> float:
-    """Messages/s the database alone allows: each message costs two `reminder_state` updates (claim,
-    settle) and one delivery insert, measured here with the same shapes the engine writes (then undone)."""
-    from pymongo import UpdateOne
+async def write_ceiling(db: Any, shop_id: str, sample: int) -> float:
+    """Messages/s the database alone allows: each message costs its share of the claim's `update_many`
+    and one conditional settle update — measured on a copy of `sample` contacts with the same shapes."""
+    from storage.contacts import DUE_INDEX, NEVER
 
-    ids = [f"{shop_id}:U{n:032x}" for n in range(min(500, customers))]
+    scratch = db["ceiling_contacts"]
+    docs = [doc async for doc in db["contacts"].find({"shop_id": shop_id}).limit(sample)]
+    await scratch.insert_many(docs, ordered=False)
+    await scratch.create_index(DUE_INDEX, name="contact_due")
+    lease = NOW + timedelta(minutes=5)
     t0 = time.perf_counter()
-    await db["reminder_state"].bulk_write([UpdateOne({"_id": i}, {"$set": {"bench": 1}}) for i in ids],
-                                          ordered=False)
-    await db["reminder_state"].bulk_write([UpdateOne({"_id": i}, {"$unset": {"bench": ""}}) for i in ids],
-                                          ordered=False)
-    updates = time.perf_counter() - t0
+    await scratch.update_many({"next_due_at": {"$lte": NOW}}, [{"$set": {
+        "prev_claim": "$claim", "claim": "ceiling", "next_due_at": lease}}], hint="contact_due")
+    claim = (time.perf_counter() - t0) / len(docs)
+    settles = [UpdateOne({"_id": doc["_id"], "claim": "ceiling", "v": doc["v"]}, {
+        "$set": {"flows.reminders": {**doc["flows"]["reminders"], "next_step": 1, "due_at": NOW + timedelta(days=4)},
+                 "next_due_at": NOW + timedelta(days=4), "claim": None, "prev_claim": None},
+        "$push": {"sent": {"$each": [{"at": NOW, "flow": "reminders"}], "$slice": -60},
+                  "log": {"$each": [{"flow": "reminders", "key": secrets.token_hex(16), "step": 1, "status": "sent",
+                                     "at": NOW, "sent_at": NOW, "group": "treated", "cycle": "c"}], "$slice": -30}},
+    }, hint="_id_") for doc in docs]
     t0 = time.perf_counter()
-    await db["deliveries"].insert_many([{"_id": f"bench-{i}", "shop_id": shop_id, "key": f"bench:{i}",
-                                         "campaign": "bench", "at": NOW, "line_user_id": f"U{i}", "sent_at": NOW,
-                                         "products": [{"product_id": "p", "reason": "viewed 3×"}] * 5}
-                                        for i in range(len(ids))], ordered=False)
-    inserts = time.perf_counter() - t0
-    await db["deliveries"].delete_many({"campaign": "bench"})
-    per_message = updates / len(ids) + inserts / len(ids)
-    print(f"database write ceiling: reminder_state update {updates / len(ids) / 2 * 1000:.2f} ms, delivery insert "
-          f"{inserts / len(ids) * 1000:.2f} ms → at most {1 / per_message:,.0f} messages/s "
-          "(2 state updates + 1 insert each; the server applies writes one at a time)")
-    return 1 / per_message
+    await scratch.bulk_write(settles, ordered=False)
+    settle = (time.perf_counter() - t0) / len(docs)
+    await scratch.drop()
+    ceiling = 1 / (claim + settle)
+    print(f"  database write ceiling: claim {claim * 1000:.3f} ms + settle {settle * 1000:.3f} ms per contact "
+          f"→ at most {ceiling:,.0f} messages/s (the server applies writes one at a time)", flush=True)
+    assert NEVER > NOW
+    return ceiling
 
 
-async def main(args: argparse.Namespace) -> None:
-    from flows.reminders.engine import EngineConfig, run_reminders
-
+async def one_size(args: argparse.Namespace, customers: int) -> None:
     from core.line_client import LineClients
     from core.settings import Settings
     from delivery.context import JobContext
-    from flows.reminders.plan import Planner
+    from delivery.engine import Engine, EngineConfig
+    from flows.listeners import delivery_flows
     from linesim.client import SimClient
     from storage import schema
     from storage.database import Database
     from storage.embedded import free_port, server_command
-    from storage.reminders import CUSTOMER_FIELDS, ReminderStateRepository, find_by_ids, with_state
     from storage.shops import LineCredentials, ShopRepository
 
+    print(f"\n== {customers:,} customers due now", flush=True)
     children: list[subprocess.Popen[bytes]] = []
-    db_process: subprocess.Popen[bytes] | None = None
-    tmp = tempfile.mkdtemp(prefix="bench-reminders-")
-    try:
-        uri = os.environ.get("MONGODB_URI")
-        if not uri:
-            port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-reminders-") as tmp:
+        try:
+            db_port = free_port()
             db_process = subprocess.Popen(
-                [*server_command(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", f"{tmp}/db",
+                [*server_command(), "--host", "127.0.0.1", "--port", str(db_port), "--storage-path", f"{tmp}/db",
                  "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             children.append(db_process)
-            wait_port(port)
-            uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-        sim_port = free_port()
-        sim_process = subprocess.Popen([sys.executable, "-m", "linesim", "--port", str(sim_port)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        children.append(sim_process)
-        wait_port(sim_port)
-        sim_url = f"http://127.0.0.1:{sim_port}"
+            sim_port = free_port()
+            sim_process = subprocess.Popen([sys.executable, "-m", "linesim", "--port", str(sim_port)],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            children.append(sim_process)
+            wait_port(db_port)
+            wait_port(sim_port)
+            uri = f"mongodb://127.0.0.1:{db_port}/?directConnection=true"
+            sim_url = f"http://127.0.0.1:{sim_port}"
+            listener = Commands()
+            client: AsyncMongoClient[Any] = AsyncMongoClient(uri, tz_aware=True, event_listeners=[listener])
+            database = Database(client=client, db=client["bench"])
+            await database.ensure_indexes(schema.INDEXES)
+            shop, _ = await ShopRepository(database).create(
+                name="bench", timezone="Asia/Tokyo", line=LineCredentials("secret", "tok-" + secrets.token_hex(8)),
+                now=NOW)
+            await seed(database, shop.shop_id, customers, args.views, args.products)
+            ceiling = await write_ceiling(database, shop.shop_id, min(customers, 5000))
 
-        listener = Commands()
-        client: AsyncMongoClient[Any] = AsyncMongoClient(uri, tz_aware=True, event_listeners=[listener])
-        database = Database(client=client, db=client["bench_" + secrets.token_hex(4)])
-        await database.ensure_indexes(schema.INDEXES)
-        shop, _ = await ShopRepository(database).create(
-            name="bench", timezone="Asia/Tokyo", line=LineCredentials("secret", "tok-" + secrets.token_hex(8)), now=NOW)
-        await seed(database, args, shop.shop_id)
+            async with SimClient(sim_url) as sim:
+                await sim.config(rate_limits={"push": args.rate}, validate=args.validate,
+                                 retry_key_retention=3600)
+            settings = Settings(mongodb_uri=uri, line_api_base=sim_url, public_base_url="https://bot.example",
+                                line_timeout_seconds=10)
+            line = LineClients(sim_url, timeout=10)
+            ctx = JobContext(database=database, line=line, settings=settings, worker_id="bench")
+            base_rss, peak = rss_mb(), [rss_mb()]
+            stop = asyncio.Event()
 
-        repo = ReminderStateRepository(database)
-        t0 = time.perf_counter()
-        first_batch = None
-        due = 0
-        async for refs in repo.due_stream(NOW, None, 500):
-            first_batch = first_batch if first_batch is not None else time.perf_counter() - t0
-            due += len(refs)
-        print(f"due-set selection (one streaming cursor over the {due:,} due, indexed): first batch of 500 after "
-              f"{(first_batch or 0) * 1000:.0f} ms, whole set streamed in {(time.perf_counter() - t0) * 1000:.0f} ms")
+            async def sample_rss() -> None:
+                while not stop.is_set():
+                    peak.append(rss_mb())
+                    await asyncio.sleep(0.2)
 
-        ceiling = await write_ceiling(database, shop.shop_id, args.customers)
+            sampler = asyncio.create_task(sample_rss())
+            processes = {"engine (this process)": os.getpid(), "linesim": sim_process.pid,
+                         "database server": db_process.pid}
+            cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+            listener.counts.clear()
+            listener.enabled = True
+            t0 = time.perf_counter()
+            config = EngineConfig(send_rate=args.rate, concurrency=args.concurrency, batch_size=args.batch)
+            summary = await Engine(delivery_flows(settings.public_base)).run(ctx, NOW, None, config)
+            elapsed = time.perf_counter() - t0
+            listener.enabled = False
+            cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
+            stop.set()
+            await sampler
+            await line.close()
+            sent = summary.get("sent", 0)
+            trips = sum(listener.counts.values())
+            rate = sent / elapsed
+            print(f"  run: {dict(sorted((k, v) for k, v in summary.items() if ':' not in k))}")
+            print(f"  sent {sent:,} pushes in {elapsed:.1f}s = {rate:,.0f}/s")
+            print(f"  ÷ database write ceiling {ceiling:,.0f}/s = {rate / ceiling:.2f}    "
+                  f"÷ LINE push limit {args.rate:,.0f}/s = {rate / args.rate:.2f}")
+            print(f"  database round trips: {trips:,} = {trips / max(sent, 1) * 1000:.1f} per 1,000 messages "
+                  f"({dict(listener.counts.most_common())})")
+            print("  CPU per message: " + ", ".join(
+                f"{name} {used / max(sent, 1) * 1000:.2f} ms ({used / elapsed:.0%} of a CPU)"
+                for name, used in cpu.items()))
+            print(f"  peak memory: +{max(peak) - base_rss:.0f} MB over {base_rss:.0f} MB during the run", flush=True)
+            await client.close()
+        finally:
+            for child in children:
+                child.terminate()
+                try:
+                    child.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
 
-        listener.enabled = True
-        ids = [f"{shop.shop_id}:U{n:032x}" for n in range(min(2000, args.customers))]
-        states = {doc["_id"]: doc for doc in await find_by_ids(database["reminder_state"], ids)}
-        sample = [with_state(doc, states[doc["_id"]])
-                  for doc in await find_by_ids(database["customers"], ids, CUSTOMER_FIELDS)]
-        planner = Planner(database, "https://bot.example")
-        t0 = time.perf_counter()
-        await planner.plan(sample[:1], NOW)  # the shop's catalogue, read once per run
-        catalogue = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        built = 0
-        for i in range(0, len(sample), 500):
-            built += sum(1 for p in await planner.plan(sample[i:i + 500], NOW, recovering=()) if p.message is not None)
-        elapsed = time.perf_counter() - t0
-        print(f"catalogue of {args.products:,} products read once per run in {catalogue * 1000:.0f} ms")
-        print(f"carousels planned and built (profile reads + decisions + Flex): {built / elapsed:,.0f}/s "
-              f"({built} in {elapsed:.2f}s; database ms by command {dict(listener.slow.most_common(4))})")
-        listener.enabled = False
-        listener.slow.clear()
 
-        async with SimClient(sim_url) as sim:
-            config: dict[str, Any] = {"rate_limits": {"push": args.rate}}
-            if args.sim_retry_retention is not None:
-                # linesim scans every remembered retry key on each push (O(n) per push), so on long runs
-                # the simulator, not our code, becomes the bottleneck; a short retention keeps its scan small.
-                config["retry_key_retention"] = args.sim_retry_retention
-            await sim.config(**config)
-        settings = Settings(mongodb_uri=uri, line_api_base=sim_url, public_base_url="https://bot.example",
-                            line_timeout_seconds=10)
-        line = LineClients(sim_url, timeout=10)
-        ctx = JobContext(database=database, line=line, settings=settings, worker_id="bench")
-        base_rss, peak = rss_mb(), [rss_mb()]
-        stop = asyncio.Event()
-
-        async def sample_rss() -> None:
-            while not stop.is_set():
-                peak.append(rss_mb())
-                await asyncio.sleep(0.2)
-
-        sampler = asyncio.create_task(sample_rss())
-        listener.counts.clear()
-        listener.enabled = True
-        t0 = time.perf_counter()
-        processes = {"bench (our code)": None, "linesim": sim_process.pid}
-        if db_process is not None:
-            processes["database server"] = db_process.pid
-        cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
-        summary = await run_reminders(ctx, NOW, None, EngineConfig(send_rate=args.rate, concurrency=args.concurrency))
-        elapsed = time.perf_counter() - t0
-        cpu_used = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
-        listener.enabled = False
-        stop.set()
-        await sampler
-        await line.close()
-        sent = summary.get("sent", 0)
-        trips = sum(listener.counts.values())
-        print(f"run: {summary}")
-        print(f"sent {sent:,} pushes in {elapsed:.1f}s = {sent / elapsed:,.0f}/s; "
-              f"÷ rate limit {args.rate:,.0f}/s = {sent / elapsed / args.rate:.1%}; "
-              f"÷ database ceiling {ceiling:,.0f}/s = {sent / elapsed / ceiling:.1%}")
-        print(f"database round trips: {trips:,} = {trips / max(sent, 1) * 1000:.1f} per 1,000 messages "
-              f"({dict(listener.counts.most_common())})")
-        print(f"database time by command (ms): {dict(listener.slow.most_common())}")
-        print(f"peak memory: +{max(peak) - base_rss:.0f} MB over {base_rss:.0f} MB during the run")
-        print(f"CPU during the run ({os.cpu_count()} CPUs, {elapsed:.1f}s): " + ", ".join(
-            f"{name} {used:.1f}s ({used / elapsed:.0%} of one CPU, {used / max(sent, 1) * 1000:.2f} ms/message)"
-            for name, used in cpu_used.items()))
-        await client.drop_database(database.db.name)
-        await client.close()
-    finally:
-        for child in children:
-            child.terminate()
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
+async def main(args: argparse.Namespace) -> None:
+    print(f"bench_reminders: {os.cpu_count()} CPUs; linesim validation {'on' if args.validate else 'off'}")
+    for size in args.sizes:
+        await one_size(args, size)
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_reminders")
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--views", type=int, default=1_000_000)
+    parser.add_argument("--sizes", type=lambda text: [int(x) for x in text.split(",")], default=[10_000, 100_000])
+    parser.add_argument("--views", type=int, default=10, help="viewed products per customer")
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=2_000, help="linesim's push limit per second (LINE: 2,000)")
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--sim-retry-retention", type=float, default=None,
-                        help="seconds linesim remembers retry keys (default: its own, 24 h; see main())")
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--validate", action="store_true", help="linesim validates every push against the schema")
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     asyncio.run(main(args))
 
 

@@ -1,8 +1,12 @@
-"""Map every failure to a JSON answer: ours to 5xx (logged with context), the client's to 4xx."""
+"""Map every failure to a JSON answer: ours to 5xx (logged with context), the client's to 4xx.
+
+Before any handler: secret-carrying headers must be printable ASCII (401 otherwise).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -22,10 +26,30 @@ HTTP_CODES = {
 }
 
 
+# Headers that carry secrets: printable ASCII only. A non-ASCII or binary value is a wrong credential
+# (401, as a wrong ASCII one gets) and must never reach a comparison that would raise on it.
+ASCII_HEADERS: dict[str, tuple[str, str]] = {
+    "Authorization": ("unauthorized", "Authorization"),
+    "X-Line-Signature": ("invalid_signature", "x-line-signature"),
+}
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
+
+
+def check_headers(request: web.Request) -> None:
+    for name, (code, field) in ASCII_HEADERS.items():
+        for value in request.headers.getall(name, []):
+            if not _PRINTABLE_ASCII.match(value):
+                raise ApiError(401, code, f"{name}: only printable ASCII is allowed", field)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        check_headers(request)
         return await handler(request)
+    except RecursionError:
+        # Only hostile nesting gets here (a JSON body parsed outside `core.json_body`): the client's error.
+        return error_response(400, "invalid_json", "JSON nested too deeply")
     except ApiError as exc:
         return exc.response()
     except web.HTTPException as exc:

@@ -13,12 +13,14 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
 import aiohttp
+import yarl
 from linebot.v3.messaging import (
     ApiException,
     AsyncApiClient,
@@ -124,12 +126,20 @@ class LineClient:
         timeout: float,
         retry: RetryPolicy,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._api_client = api_client
         self.api = AsyncMessagingApi(api_client)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = retry
         self._sleep = sleep
+        self._session = session  # pooled, shared by every channel's pushes (`LineClients`)
+        configuration = api_client.configuration
+        self._push_url = yarl.URL(configuration.host + PUSH_PATH)
+        self._push_headers = {"Authorization": f"Bearer {configuration.access_token}",
+                              "Content-Type": "application/json", "Accept": "application/json",
+                              "User-Agent": "linecrm"}
+        self.last_used = time.monotonic()
 
     async def close(self) -> None:
         await self._api_client.close()
@@ -146,18 +156,42 @@ class LineClient:
         )
 
     async def push_json(self, to: str, messages: Sequence[dict[str, Any]], *, retry_key: str) -> SendResult:
-        """`push` for messages that are already valid LINE JSON (built and limit-checked by our builders).
+        """`push` for messages that are already valid LINE JSON (built and limit-checked by our builders)."""
+        encoded = json.dumps(list(messages), ensure_ascii=False, separators=(",", ":")).encode()
+        return await self.push_encoded(to, encoded, retry_key=retry_key)
 
-        Skips the SDK's model layer (`Message.from_dict`, its pydantic v1
-        serialisation and `sanitize_for_serialization`, milliseconds per
-        carousel) but goes out through the same `AsyncApiClient`: its
-        configuration, Bearer auth, default headers and pooled HTTP session,
-        with `X-Line-Retry-Key`, and through `_call` for the same
-        retry/409/429/quota handling as `push`. Do not mutate `messages` meanwhile.
+    async def push_encoded(self, to: str, messages: bytes, *, retry_key: str) -> SendResult:
+        """`push` of a JSON array of messages already encoded as UTF-8 — the engine's hot path.
+
+        Skips the SDK's model and REST layers (pydantic serialisation, per-call URL
+        and header building: ~0.35 ms of CPU per push) and posts through one pooled
+        keep-alive session with the URL and headers built once, then goes through
+        `_call` for the same retry/409/429/quota handling as `push`.
         """
+        if self._session is None:
+            return await self._push_via_sdk(to, messages, retry_key)
+        body = b'{"to":' + json.dumps(to).encode() + b',"messages":' + messages + b"}"
+        session = self._session
+
+        async def call() -> tuple[str | None, bytes]:
+            headers = {**self._push_headers, "X-Line-Retry-Key": retry_key}
+            async with session.post(self._push_url, data=body, headers=headers, timeout=self._timeout) as response:
+                data = await response.read()
+                if response.status >= 300:
+                    raise _api_exception(response.status, response.reason, data, dict(response.headers))
+                return response.headers.get("x-line-request-id"), data
+
+        try:
+            request_id, data = await self._call("push", call, idempotent=True)
+        except _AlreadyAccepted as accepted:
+            return SendResult(request_id=accepted.request_id, already_accepted=True)
+        return SendResult(request_id=request_id, sent_message_ids=_sent_ids(data))
+
+    async def _push_via_sdk(self, to: str, messages: bytes, retry_key: str) -> SendResult:
+        """Without a pooled session (a client made outside `LineClients`): the SDK's own REST client."""
         api_client = self._api_client
         url = api_client.configuration.host + PUSH_PATH
-        body = {"to": to, "messages": list(messages)}
+        body = {"to": to, "messages": json.loads(messages)}
 
         async def call() -> Any:
             headers = {**api_client.default_headers, "X-Line-Retry-Key": retry_key,
@@ -248,30 +282,76 @@ class LineClient:
             await self._sleep(delay)
 
 
+def _api_exception(status: int, reason: str | None, body: bytes, headers: dict[str, str]) -> ApiException:
+    """LINE's error answer in the SDK's exception, so `_call` treats raw pushes like SDK calls."""
+    exc = ApiException(status=status, reason=reason)
+    exc.body = body
+    exc.headers = headers
+    return exc
+
+
 class _AlreadyAccepted(Exception):
     def __init__(self, request_id: str | None) -> None:
         self.request_id = request_id
 
 
 class LineClients:
-    """One LineClient per channel access token, created lazily in the running loop and reused."""
+    """One LineClient per channel access token, created lazily in the running loop and reused.
+
+    Pushes of every channel share one pooled keep-alive session. A client unused for
+    `IDLE` (e.g. the old token after a shop rotated it) is closed, so rotations never pile
+    up open clients; one in use is never closed under its caller.
+    """
+
+    IDLE = 15 * 60.0  # seconds; far longer than any call (timeouts are seconds)
+    POOL = 256  # connections to LINE kept open by the push session
 
     def __init__(self, api_base: str, *, timeout: float, retry: RetryPolicy | None = None) -> None:
         self._api_base = api_base
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._clients: dict[str, LineClient] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._pruned_at = time.monotonic()
 
     def for_token(self, access_token: str) -> LineClient:
         key = hashlib.sha256(access_token.encode()).hexdigest()
+        now = time.monotonic()
+        if now - self._pruned_at > 60:
+            self._prune(now)
         client = self._clients.get(key)
         if client is None:
+            if self._session is None:
+                self._session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=self.POOL, keepalive_timeout=30),
+                    skip_auto_headers=("User-Agent", "Accept-Encoding"))
             configuration = Configuration(host=self._api_base, access_token=access_token)
-            client = LineClient(AsyncApiClient(configuration), timeout=self._timeout, retry=self._retry)
+            client = LineClient(AsyncApiClient(configuration), timeout=self._timeout, retry=self._retry,
+                                session=self._session)
             self._clients[key] = client
+        client.last_used = now
         return client
+
+    def _prune(self, now: float) -> None:
+        self._pruned_at = now
+        for key, client in list(self._clients.items()):
+            if now - client.last_used > self.IDLE:
+                del self._clients[key]
+                task = asyncio.get_running_loop().create_task(client.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    @property
+    def open_clients(self) -> int:
+        return len(self._clients)
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.close()
+        for task in list(self._closing):
+            await task
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

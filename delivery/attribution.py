@@ -23,6 +23,7 @@ from core.clock import as_utc
 from storage.contacts import ContactRepository
 from storage.database import Database, Document
 from storage.delivery_log import DeliveryLog
+from storage.keys import compose
 from storage.shop_settings import ShopSettingsRepository, TrackingSettings
 from storage.signals import RetryLater
 
@@ -61,7 +62,7 @@ def conversions_for(order: Mapping[str, Any], log: Sequence[Mapping[str, Any]], 
             continue
         entry = chosen
         found.append({
-            "_id": f"{order['shop_id']}:{order['order_id']}:{flow}", "shop_id": order["shop_id"], "flow": flow,
+            "_id": compose(order["shop_id"], order["order_id"], flow), "shop_id": order["shop_id"], "flow": flow,
             "order_id": order["order_id"], "line_user_id": order["line_user_id"], "key": entry.get("key"),
             "step": entry.get("step"), "group": "holdout" if entry.get("status") == "held" else "treated",
             "delivery_at": record_time(entry), "revenue": int(order.get("total") or 0),

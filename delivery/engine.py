@@ -175,7 +175,6 @@ class Run:
         self.shops: dict[str, ShopInfo | None] = {}
         self.limiters: dict[str, RateLimiter] = {}
         self.semaphore = asyncio.Semaphore(config.concurrency)
-        self.seen: set[str] = set()  # a contact is handled at most once per run
 
     async def execute(self) -> JobSummary:
         self.paused.update(await self.pauses.paused_shops(self.now))
@@ -183,7 +182,6 @@ class Run:
         settling: list[asyncio.Task[None]] = []
         try:
             async for refs in self.contacts.due_stream(self.now, self.shop_id, self.config.batch_size):
-                refs = [r for r in refs if r.id not in self.seen]
                 if self.shop_id is not None and self.shop_id in self.paused:
                     break
                 batch = await self._claim([r for r in refs if r.shop_id not in self.paused])
@@ -216,10 +214,8 @@ class Run:
         lease_at = self.now + self.config.lease + timedelta(microseconds=int(token[:5], 16) % 1_000_000)
         await self.contacts.claim(refs, token, lease_at, self.shop_id)
         claimed = await self.contacts.claimed(lease_at, token, self.engine.lookups)
-        claimed = [c for c in claimed if c["_id"] not in self.seen]
         if not claimed:
             return None
-        self.seen.update(c["_id"] for c in claimed)
         self.summary["contacts"] += len(claimed)
         shop_ids = {str(c.get("shop_id") or "") for c in claimed}
         await self._ensure_shops(shop_ids)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from delivery.flow import Intent
 from delivery.windows import next_allowed
+from storage.customers import unmessageable_reason
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
@@ -56,15 +57,7 @@ class Verdict:
 
 def unreachable_reason(customer: Mapping[str, Any] | None) -> str | None:
     """Why we may not push marketing messages to this customer at all (None: we may)."""
-    if customer is None:
-        return "unknown_customer"
-    if customer.get("blocked"):
-        return "blocked"
-    if customer.get("opted_out"):
-        return "opted_out"
-    if not customer.get("friend"):
-        return "not_friend"
-    return None
+    return "unknown_customer" if customer is None else unmessageable_reason(customer)
 
 
 def holdout_bucket(shop_id: str, flow: str, line_user_id: str) -> int:

@@ -28,6 +28,9 @@ class SimConfig:
     clock: Callable[[], float] = time.time
     monthly_quota: int | None = None
     reply_token_ttl: float = 60.0
+    # Check each send against LINE's OpenAPI schema. Benchmarks may switch it off: the simulator still
+    # answers as LINE does (retry keys, quota, rate limits, records) but spends no CPU on the schema.
+    validate: bool = True
 
     def update(self, data: dict[str, Any]) -> None:
         """Apply a `PUT /_sim/config` body (only the known JSON fields)."""
@@ -39,6 +42,8 @@ class SimConfig:
             self.retry_key_retention = float(data["retry_key_retention"])
         if "reply_token_ttl" in data:
             self.reply_token_ttl = float(data["reply_token_ttl"])
+        if "validate" in data:
+            self.validate = bool(data["validate"])
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +51,7 @@ class SimConfig:
             "monthly_quota": self.monthly_quota,
             "retry_key_retention": self.retry_key_retention,
             "reply_token_ttl": self.reply_token_ttl,
+            "validate": self.validate,
         }
 
 

@@ -80,7 +80,8 @@ async def complete_account_link(
     db: Database, shop_id: str, line_user_id: str | None, nonce: str, result: str, now: datetime
 ) -> LinkOutcome:
     """Handle an `accountLink` event. A failed result still uses up the nonce."""
-    redeemed = await LinkTokenRepository(db).redeem(TokenKind.ACCOUNT_NONCE, nonce, shop_id, now)
+    # Redeemed for this user: if we die before the link is written, the event's re-run completes it.
+    redeemed = await LinkTokenRepository(db).redeem(TokenKind.ACCOUNT_NONCE, nonce, shop_id, now, line_user_id)
     if not redeemed.ok:
         return LinkOutcome(_STATUS[redeemed.status], shop_id, line_user_id=line_user_id, method="account_link")
     if result != "ok" or not line_user_id:

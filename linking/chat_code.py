@@ -12,14 +12,15 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from aiohttp import web
 
 from bot.typedefs import CLOCK, DATABASE, LINE
-from core.line_client import LineClient
 from linking.links import LinkOutcome, LinkStatus, link_browser
 from linking.login import LinkStart, link_start
 from linking.pages import render
@@ -82,27 +83,52 @@ async def redeem_chat_code(db: Database, shop_id: str, text: str, line_user_id: 
     code = parse_code(text)
     if code is None:
         return None
-    redeemed = await LinkTokenRepository(db).redeem(TokenKind.CHAT_CODE, code, shop_id, now)
+    # Redeemed for this user: if we die before the link is written, their event's re-run completes it.
+    redeemed = await LinkTokenRepository(db).redeem(TokenKind.CHAT_CODE, code, shop_id, now, line_user_id)
     if not redeemed.ok:
         return LinkOutcome(_STATUS[redeemed.status], shop_id, line_user_id=line_user_id, method="chat_code")
     return await link_browser(db, shop_id, redeemed.data["browser_id"], line_user_id, "chat_code", now)
 
 
-async def _basic_id(line: LineClient) -> str | None:
+@dataclass(frozen=True)
+class _CachedBasicId:
+    basic_id: str | None
+    expires: float
+
+
+# The official account's basic ID per channel, kept by each web process: the code page must not
+# call LINE on every hit (it changes practically never; a failed look-up is retried after a minute).
+BASIC_IDS: web.AppKey[dict[str, _CachedBasicId]] = web.AppKey("basic_ids", dict)
+BASIC_ID_TTL_SECONDS = 3600.0
+BASIC_ID_RETRY_SECONDS = 60.0
+BASIC_ID_CACHE_MAX = 10_000
+
+
+async def _basic_id(app: web.Application, shop_id: str, access_token: str) -> str | None:
     """The official account's basic ID ("@xxxx") for the deep link; None if LINE cannot say now."""
+    cache = app[BASIC_IDS]
+    cached = cache.get(shop_id)
+    if cached is not None and cached.expires > time.monotonic():
+        return cached.basic_id
+    basic_id: str | None = None
+    ttl = BASIC_ID_RETRY_SECONDS
     try:
-        info = await line.api.get_bot_info()
+        info = await app[LINE].for_token(access_token).api.get_bot_info()
+        basic_id, ttl = (str(info.basic_id) if info.basic_id else None), BASIC_ID_TTL_SECONDS
     except Exception as exc:  # noqa: BLE001 - the page still works: the code can be typed
         log.warning("could not read the bot's basic ID: %r", exc)
-        return None
-    return str(info.basic_id) if info.basic_id else None
+    if len(cache) >= BASIC_ID_CACHE_MAX:
+        cache.clear()
+    cache[shop_id] = _CachedBasicId(basic_id, time.monotonic() + ttl)
+    return basic_id
 
 
 async def code_page(request: web.Request, start: LinkStart) -> web.Response:
+    """The page with a fresh code; only ever reached with a redeemed link token (`link_start`)."""
     db = request.app[DATABASE]
     code = await issue_chat_code(db, start.shop.shop_id, start.browser_id, request.app[CLOCK].now())
     text = MESSAGE_PREFIX + code
-    basic_id = await _basic_id(request.app[LINE].for_token(start.shop.line.channel_access_token))
+    basic_id = await _basic_id(request.app, start.shop.shop_id, start.shop.line.channel_access_token)
     return render(
         "code.html",
         code=code,
@@ -121,4 +147,5 @@ async def start_code(request: web.Request) -> web.Response:
 
 
 def setup_chat_code(app: web.Application) -> None:
+    app[BASIC_IDS] = {}
     app.router.add_get("/l/{shop_id}/code", start_code)

@@ -93,7 +93,7 @@ async def link_browser(
             status = LinkStatus.MOVED if previous else LinkStatus.LINKED
             break
     else:
-        raise LinkContention(f"browser {browser_id} of shop {shop_id} kept changing owner")
+        raise LinkContention(f"a browser of shop {shop_id} kept changing owner")
     # Also done when already linked: repairs a link interrupted between these steps.
     await browsers.claim_views(shop_id, browser_id, line_user_id)
     await customers.add_browser(shop_id, line_user_id, browser_id, now)

@@ -1,7 +1,8 @@
 """LINE Login (OpenID Connect) linking: `/l/{shop_id}` and `/l/{shop_id}/callback`.
 
-`/l/{shop_id}?bid=<browser id>&return=<shop URL>` stores a one-time `state`
-(10 minutes, bound to the shop, the browser and a fresh `nonce`), sets it in
+`/l/{shop_id}?lt=<link token>&return=<shop URL>` (the token from
+`linking.link_token`, proving the browser asked itself; never a raw browser ID)
+stores a one-time `state` (10 minutes, bound to the shop, the browser and a fresh `nonce`), sets it in
 a cookie of this browser, and redirects to LINE Login with
 `bot_prompt=aggressive` so the user also adds the official account.
 The callback refuses anything but that browser's own unused, unexpired state
@@ -25,8 +26,8 @@ import jwt
 from aiohttp import web
 
 from bot.typedefs import CLOCK, DATABASE, SETTINGS
+from linking.link_token import LINK_KEY, redeem_link_token
 from linking.links import link_browser
-from linking.models import BROWSER_ID_RE
 from linking.pages import error_page, render, safe_return_url
 from storage.link_tokens import LinkTokenRepository, Redemption, TokenKind
 from storage.shop_settings import MessagingSettings, ShopSettingsRepository, TrackingSettings
@@ -144,20 +145,25 @@ async def link_start(request: web.Request) -> LinkStart | web.Response:
     return_url = safe_return_url(raw_return, tracking.allowed_origins)
     if raw_return and return_url is None:
         return error_page(400, "連携できませんでした", "戻り先のURLがこのショップのものではありません。")
-    browser_id = request.query.get("bid", "")
-    if "bid" not in request.query:
-        # Opened from LINE (e.g. the welcome message): no shop cookie here. Bounce through the
-        # shop's site, whose script comes back with its browser ID (`lcrm_link` in track.js).
+    token = request.query.get("lt", "")
+    if not token:
+        # Opened from LINE (e.g. the welcome message), or an old `?bid=` link: no proof of the browser
+        # here. Bounce through the shop's site, whose script comes back with a link token
+        # (`lcrm_link` in track.js). A raw browser ID is never accepted.
         shop_url = (await ShopSettingsRepository(db).get(shop.shop_id, MessagingSettings)).shop_url
         if shop_url:
             kind = "code" if request.path.endswith("/code") else "login"
             bounce = shop_url + ("&" if "?" in shop_url else "?") + urlencode({"lcrm_link": kind})
             return web.Response(status=302, headers={"Location": bounce, "Cache-Control": "no-store"})
-    if not BROWSER_ID_RE.match(browser_id):
         return error_page(
             400, "連携できませんでした", "ブラウザを確認できませんでした。ショップのページの連携ボタンからお試しください。",
             return_url,
         )
+    redeemed = await redeem_link_token(db, request.app[LINK_KEY], shop.shop_id, token, request.app[CLOCK].now())
+    if redeemed.browser_id is None:
+        title, message = REDEMPTION_PAGES[redeemed.status]
+        return error_page(400, title, message, return_url)
+    browser_id = redeemed.browser_id
     return LinkStart(shop, browser_id, return_url)
 
 

@@ -1,14 +1,19 @@
 """Browsers (first-party browser IDs from the tracking script) and their product views.
 
-`browsers`, `_id` = "<shop_id>:<browser_id>": shop_id, browser_id,
+`browsers`, `_id` = `storage.keys.browser_key`: shop_id, browser_id,
 line_user_id (None until linked), linked_at, link_method, first_seen_at,
 last_seen_at, first_utm, first_referrer, link_history [{line_user_id,
 previous_line_user_id, method, at}], rate_minute, rate_count (the per-minute
 event budget, kept here so every web process shares it).
 
-`product_views`, `_id` = "<shop_id>:<browser_id>:<product_id>": shop_id,
+`product_views`, `_id` = `storage.keys.view_key` (browser ID escaped): shop_id,
 browser_id, product_id, line_user_id (None until linked; set on all of a
 browser's views when it links), count, first_viewed_at, last_viewed_at.
+
+`browser_secrets`, `_id` = `storage.keys.browser_key`: shop_id, secret_hash (SHA-256
+of the secret only the browser's own script knows: the proof of possession a link
+needs, `linking.link_token`), created_at. Apart from `browsers` so that claiming a
+secret never creates a browser before its first event does.
 
 A browser belongs to at most one LINE user per shop; it moves to another only
 through a new successful link (`linking.links.link_browser`), which is recorded.
@@ -16,6 +21,7 @@ through a new successful link (`linking.links.link_browser`), which is recorded.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +31,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from storage.database import Database, Document, IndexSpec
+from storage.keys import browser_key, view_key
 
 INDEXES: list[IndexSpec] = (
     [
@@ -38,12 +45,6 @@ INDEXES: list[IndexSpec] = (
 LINK_HISTORY_KEEP = 20
 
 
-def browser_key(shop_id: str, browser_id: str) -> str:
-    return f"{shop_id}:{browser_id}"
-
-
-def view_key(shop_id: str, browser_id: str, product_id: str) -> str:
-    return f"{shop_id}:{browser_id}:{product_id}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class BrowserRepository:
     def __init__(self, database: Database) -> None:
         self._browsers = database["browsers"]
         self._views = database["product_views"]
+        self._secrets = database["browser_secrets"]
 
     async def get(self, shop_id: str, browser_id: str) -> Document | None:
         return await self._browsers.find_one({"_id": browser_key(shop_id, browser_id)})
@@ -171,6 +173,22 @@ class BrowserRepository:
         except DuplicateKeyError:  # created or linked concurrently
             return False
         return bool(result.matched_count or result.upserted_id is not None)
+
+    async def claim_secret(self, shop_id: str, browser_id: str, secret_hash: str, now: datetime) -> bool:
+        """True when `secret_hash` is the browser's secret: kept now if it had none (first use), else compared.
+
+        One insert: of two concurrent first claims exactly one wins the unique `_id`, the
+        other compares against the winner's.
+        """
+        key = browser_key(shop_id, browser_id)
+        try:
+            await self._secrets.insert_one({"_id": key, "shop_id": shop_id, "secret_hash": secret_hash,
+                                            "created_at": now})
+            return True
+        except DuplicateKeyError:
+            pass
+        doc = await self._secrets.find_one({"_id": key})
+        return doc is not None and hmac.compare_digest(str(doc.get("secret_hash") or ""), secret_hash)
 
     async def count_linked(self, shop_id: str) -> int:
         """Browsers linked to some LINE user ("ブラウザ紐づき数"); `$gt: ""` keeps the index bounds tight."""

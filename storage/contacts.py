@@ -99,8 +99,9 @@ def states_pipeline(shop_id: str, line_user_id: str, states: Mapping[str, Mappin
 
 
 def shop_range(shop_id: str) -> dict[str, str]:
-    """The shop's contacts as a range of `_id` ("<shop_id>:<line_user_id>"; ";" follows ":")."""
-    return {"$gt": f"{shop_id}:", "$lt": f"{shop_id};"}
+    """The shop's contacts as a range of `_id` (customer keys "<shop_id>:<line_user_id>"; ";" follows ":")."""
+    prefix = customer_key(shop_id, "")
+    return {"$gt": prefix, "$lt": prefix[:-1] + ";"}
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,8 @@ class ContactRepository:
         for lookup in joins:
             pipeline.append({"$lookup": {"from": lookup.collection, "localField": "_id", "foreignField": "_id",
                                          "as": lookup.as_field}})
-        docs = [doc async for doc in await self._contacts.aggregate(pipeline, hint=hint)]
+        # One batch of any size: a first batch of 101 would cost one more round trip per 1,000 contacts.
+        docs = [doc async for doc in await self._contacts.aggregate(pipeline, hint=hint, batchSize=100_000)]
         for doc in docs:
             for lookup in joins:
                 joined = doc.get(lookup.as_field) or []

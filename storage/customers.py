@@ -17,16 +17,14 @@ A customer may exist before they follow (an order or a link import names them);
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument, UpdateMany, UpdateOne
 
 from storage.database import Database, Document, IndexSpec
-
-
-def customer_key(shop_id: str, line_user_id: str) -> str:
-    return f"{shop_id}:{line_user_id}"
+from storage.keys import customer_key
 
 
 def new_customer_fields(shop_id: str, line_user_id: str, now: datetime) -> dict[str, Any]:
@@ -45,14 +43,36 @@ def new_customer_fields(shop_id: str, line_user_id: str, now: datetime) -> dict[
     }
 
 
+# THE definition of a customer we may push marketing to (every flow's policy) and of a reachable
+# customer (the linking report's count: messageable and linked): each condition, in the order a refusal
+# is reported, with the stored value it needs and the reason named when it fails.
+MESSAGEABLE: tuple[tuple[str, bool, str], ...] = (
+    ("blocked", False, "blocked"),
+    ("opted_out", False, "opted_out"),
+    ("friend", True, "not_friend"),
+)
+REACHABLE: tuple[tuple[str, bool, str], ...] = (*MESSAGEABLE, ("linked", True, "not_linked"))
+
+
+def unmessageable_reason(customer: Mapping[str, Any]) -> str | None:
+    """Why no flow may push marketing messages to this customer, or None when any may."""
+    for field_name, needed, reason in MESSAGEABLE:
+        if bool(customer.get(field_name)) is not needed:
+            return reason
+    return None
+
+
+def unreachable_reason(customer: Mapping[str, Any]) -> str | None:
+    """Why we may not push to this customer, or None when they are reachable."""
+    for field_name, needed, reason in REACHABLE:
+        if bool(customer.get(field_name)) is not needed:
+            return reason
+    return None
+
+
 def reachable_filter(shop_id: str) -> dict[str, object]:
-    """Linked customers we may push to (`is_reachable` plus linked), as an indexed query."""
-    return {"shop_id": shop_id, "linked": True, "friend": True, "blocked": False, "opted_out": False}
-
-
-def is_reachable(customer: Document) -> bool:
-    """May we push marketing messages to this customer at all?"""
-    return bool(customer.get("friend")) and not customer.get("blocked") and not customer.get("opted_out")
+    """`unreachable_reason(...) is None` as an indexed query (index `shop_linked_reachable`)."""
+    return {"shop_id": shop_id, **{field_name: needed for field_name, needed, _ in REACHABLE}}
 
 
 class CustomerRepository:

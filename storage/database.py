@@ -71,9 +71,19 @@ class Database:
         await self.client.close()
 
 
+# Every write is acknowledged only once it is in the journal on disk (`j: true`) - and, on a replica
+# set, on a majority of members - so nothing we answered 200/201 for (webhook and tracking events,
+# deliveries, ledger entries, orders, shops…) is lost when the database is killed or fails over.
+# Measured cost on the embedded database: +0.2 ms per single-document write, +0.1 ms per bulk
+# write (README "Durability"). Without it, SecantusDB keeps commits in its log buffer and a
+# SIGKILL loses the last ones (tests/storage/test_durability.py).
+WRITE_CONCERN = {"w": "majority", "journal": True}
+
+
 def connect(uri: str, db_name: str, *, server_selection_timeout_ms: int = 5000) -> Database:
     """Open a client inside the running loop (the async client binds to it)."""
     client: AsyncMongoClient[Document] = AsyncMongoClient(
-        uri, serverSelectionTimeoutMS=server_selection_timeout_ms, tz_aware=True, appname="linecrm"
+        uri, serverSelectionTimeoutMS=server_selection_timeout_ms, tz_aware=True, appname="linecrm",
+        **WRITE_CONCERN,
     )
     return Database(client=client, db=client[db_name])

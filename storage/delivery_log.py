@@ -15,17 +15,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import BulkWriteError
 
+from storage.bulk import insert_new
 from storage.database import Database, Document, IndexSpec
 
 LOG = "delivery_log"
 CLICKS = "clicks"
 CONVERSIONS = "conversions"
-DUPLICATE_KEY = 11000
 LOG_AT_INDEX = [("shop_id", ASCENDING), ("flow", ASCENDING), ("at", ASCENDING)]
 CLICKS_AT_INDEX = [("shop_id", ASCENDING), ("flow", ASCENDING), ("at", ASCENDING)]
 CLICKS_KEY_INDEX = [("key", ASCENDING), ("at", ASCENDING)]
@@ -40,18 +38,6 @@ INDEXES: list[IndexSpec] = [
 ]
 
 
-async def insert_ignoring_duplicates(collection: Any, docs: Sequence[Document]) -> None:
-    """Insert once: the first write of an `_id` wins and a repeat changes nothing."""
-    if not docs:
-        return
-    try:
-        await collection.insert_many(list(docs), ordered=False)
-    except BulkWriteError as exc:
-        other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-        if other or exc.details.get("writeConcernErrors"):
-            raise
-
-
 class DeliveryLog:
     def __init__(self, database: Database) -> None:
         self._log = database[LOG]
@@ -59,7 +45,7 @@ class DeliveryLog:
         self._conversions = database[CONVERSIONS]
 
     async def write(self, batches: Iterable[Document]) -> None:
-        await insert_ignoring_duplicates(self._log, list(batches))
+        await insert_new(self._log, list(batches))
 
     async def for_tokens(self, tokens: Iterable[str]) -> dict[str, Document]:
         """Items recorded by these (lapsed) claims, by key: one `_id` range read per token."""

@@ -60,6 +60,9 @@ async def _port_open(port: int) -> bool:
     return True
 
 
+RESTART_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # bounded: the last one repeats
+
+
 @dataclass
 class EmbeddedServer:
     """A running SecantusDB server, owned by this process or shared with another."""
@@ -67,6 +70,50 @@ class EmbeddedServer:
     port: int
     process: asyncio.subprocess.Process | None
     data_dir: Path
+    storage_path: str | None = None
+    test_commands: bool = False
+    restarts: int = 0
+    _stopping: bool = False
+    _supervisor: asyncio.Task[None] | None = None
+
+    def supervise(self) -> None:
+        """Restart the server on the same files and port whenever it dies (bounded back-off), until `stop`.
+
+        The driver reconnects to the same address by itself, so every process resumes
+        without an operator; meanwhile database calls fail fast and /healthz says 503.
+        """
+        if self.process is not None and self._supervisor is None:
+            self._supervisor = asyncio.get_running_loop().create_task(self._watch(), name="embedded-db-supervisor")
+
+    async def _watch(self) -> None:
+        failures = 0
+        while not self._stopping:
+            assert self.process is not None
+            code = await self.process.wait()
+            if self._stopping:
+                return
+            log.error("embedded database exited with %s; restarting it on the same files", code)
+            while not self._stopping:
+                delay = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS) - 1)]
+                await asyncio.sleep(delay)
+                try:
+                    self.process = await _launch(self.data_dir, self.port, self._path, self.test_commands)
+                    await _wait_until_up(self.process, self.port, self.data_dir)
+                except (EmbeddedDatabaseError, OSError) as exc:
+                    failures += 1
+                    log.error("embedded database restart failed (attempt %d): %s", failures, exc)
+                    continue
+                self.restarts += 1
+                failures = 0
+                if self.storage_path is None:
+                    (self.data_dir / "embedded-db.json").write_text(json.dumps({"pid": self.process.pid,
+                                                                                  "port": self.port}))
+                log.warning("embedded database restarted on port %s", self.port)
+                break
+
+    @property
+    def _path(self) -> str:
+        return self.storage_path or str((self.data_dir / "db").resolve())
 
     @property
     def uri(self) -> str:
@@ -74,6 +121,11 @@ class EmbeddedServer:
 
     async def stop(self) -> None:
         """Stop the server if this process started it (SIGTERM, then SIGKILL after 15 s)."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
         if self.process is None or self.process.returncode is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -125,29 +177,42 @@ async def start_embedded(
                 pass
         port = free_port()
         path = storage_path or str((data_dir / "db").resolve())
-        args = [*server_command(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", path]
-        args += ["--log-level", "WARNING"]
-        if test_commands:
-            args.append("--enable-test-commands")
-        log_file = open(data_dir / "embedded-db.log", "ab")  # noqa: SIM115, ASYNC230 - start-up only; handed to the child
+        process = await _launch(data_dir, port, path, test_commands)
+        server = EmbeddedServer(port=port, process=process, data_dir=data_dir, storage_path=storage_path,
+                                test_commands=test_commands)
         try:
-            process = await asyncio.create_subprocess_exec(
-                *args, stdout=log_file, stderr=log_file, stdin=asyncio.subprocess.DEVNULL
-            )
-        finally:
-            log_file.close()
-        server = EmbeddedServer(port=port, process=process, data_dir=data_dir)
-        deadline = asyncio.get_running_loop().time() + STARTUP_TIMEOUT_SECONDS
-        while not await _port_open(port):
-            if process.returncode is not None:
-                raise EmbeddedDatabaseError(
-                    f"embedded database exited with {process.returncode}; see {data_dir / 'embedded-db.log'}"
-                )
-            if asyncio.get_running_loop().time() > deadline:
-                await server.stop()
-                raise EmbeddedDatabaseError("embedded database did not start within 60 s")
-            await asyncio.sleep(0.1)
+            await _wait_until_up(process, port, data_dir)
+        except EmbeddedDatabaseError:
+            await server.stop()
+            raise
         if storage_path is None:
             record.write_text(json.dumps({"pid": process.pid, "port": port}))
         log.info("embedded database started on 127.0.0.1:%s (files in %s)", port, path)
         return server
+
+
+async def _launch(data_dir: Path, port: int, path: str, test_commands: bool) -> asyncio.subprocess.Process:
+    args = [*server_command(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", path]
+    args += ["--log-level", "WARNING"]
+    if test_commands:
+        args.append("--enable-test-commands")
+    log_file = open(data_dir / "embedded-db.log", "ab")  # noqa: SIM115, ASYNC230 - start-up only; handed to the child
+    try:
+        return await asyncio.create_subprocess_exec(*args, stdout=log_file, stderr=log_file,
+                                                    stdin=asyncio.subprocess.DEVNULL)
+    finally:
+        log_file.close()
+
+
+async def _wait_until_up(process: asyncio.subprocess.Process, port: int, data_dir: Path) -> None:
+    deadline = asyncio.get_running_loop().time() + STARTUP_TIMEOUT_SECONDS
+    while not await _port_open(port):
+        if process.returncode is not None:
+            raise EmbeddedDatabaseError(
+                f"embedded database exited with {process.returncode}; see {data_dir / 'embedded-db.log'}"
+            )
+        if asyncio.get_running_loop().time() > deadline:
+            process.kill()
+            await process.wait()
+            raise EmbeddedDatabaseError("embedded database did not start within 60 s")
+        await asyncio.sleep(0.1)

@@ -11,21 +11,20 @@ A retried beacon carries the same event ID, so it is stored once and counted onc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import BulkWriteError
 
+from storage.bulk import insert_new
 from storage.database import Database, Document, IndexSpec
+from storage.keys import shop_scoped
 
-DUPLICATE_KEY = 11000
 INDEXES: list[IndexSpec] = [
     IndexSpec("events", [("shop_id", ASCENDING), ("event_id", ASCENDING)], "shop_event", unique=True),
 ]
 
 
 def event_key(shop_id: str, event_id: str) -> str:
-    return f"{shop_id}:{event_id}"
+    return shop_scoped(shop_id, event_id)
 
 
 class EventRepository:
@@ -34,14 +33,5 @@ class EventRepository:
 
     async def insert_new(self, docs: Sequence[Document]) -> set[str]:
         """Insert what is new in one round trip; returns the event IDs stored now (duplicates skipped)."""
-        if not docs:
-            return set()
-        try:
-            await self._events.insert_many(list(docs), ordered=False)
-        except BulkWriteError as exc:
-            errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors):
-                raise
-            duplicates = {int(error["index"]) for error in errors}
-            return {doc["event_id"] for index, doc in enumerate(docs) if index not in duplicates}
-        return {doc["event_id"] for doc in docs}
+        stored = await insert_new(self._events, docs)
+        return {doc["event_id"] for index, doc in enumerate(docs) if index in stored}

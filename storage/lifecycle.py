@@ -6,8 +6,10 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from storage.database import Database, IndexSpec, connect
+from storage.database import Database, connect
 from storage.embedded import start_embedded
+from storage.migrations import run_migrations
+from storage.types import IndexSpec
 
 
 @contextlib.asynccontextmanager
@@ -17,10 +19,12 @@ async def open_database(uri: str | None, db_name: str, data_dir: Path,
     server = None
     if uri is None:
         server = await start_embedded(data_dir)
+        server.supervise()  # a dead server is restarted on its files; callers see errors meanwhile
         uri = server.uri
     database = connect(uri, db_name)
     try:
         await database.ensure_indexes(indexes)
+        await run_migrations(database)
         yield database
     finally:
         await database.close()

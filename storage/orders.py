@@ -35,8 +35,10 @@ from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from storage.bulk import only_duplicates
 from storage.customers import customer_key, new_customer_fields
 from storage.database import Database, Document, IndexSpec
+from storage.keys import browser_key, shop_scoped
 from storage.paging import newest_first_page
 from storage.products import ProductRepository
 from storage.signals import Intent
@@ -70,7 +72,7 @@ log = logging.getLogger("linecrm.orders")
 
 
 def order_key(shop_id: str, order_id: str) -> str:
-    return f"{shop_id}:{order_id}"
+    return shop_scoped(shop_id, order_id)
 
 
 @dataclass(frozen=True)
@@ -198,11 +200,6 @@ class StaleBatch(Exception):
     """Another writer changed one of the batch's orders after we read it: read and plan again."""
 
 
-def _only_duplicates(exc: BulkWriteError) -> bool:
-    errors = exc.details.get("writeErrors") or []
-    return bool(errors) and all(error.get("code") == 11000 for error in errors)
-
-
 class OrderRepository:
     def __init__(self, database: Database) -> None:
         self._database = database
@@ -216,13 +213,13 @@ class OrderRepository:
         secondary index is slow here) with one indexed look-up per distinct value.
         """
         resolved: list[str | None] = [identity.line_user_id or None for identity in identities]
-        browser_keys = sorted({f"{shop_id}:{i.browser_id}" for i, r in zip(identities, resolved) if r is None and i.browser_id})
+        browser_keys = sorted({browser_key(shop_id, i.browser_id) for i, r in zip(identities, resolved) if r is None and i.browser_id})
         if browser_keys:
             linked: dict[str, str] = {}
             async for doc in self._database["browsers"].find({"_id": {"$in": browser_keys}}, {"line_user_id": 1}):
                 if doc.get("line_user_id"):
                     linked[doc["_id"]] = str(doc["line_user_id"])
-            resolved = [r or (linked.get(f"{shop_id}:{i.browser_id}") if i.browser_id else None)
+            resolved = [r or (linked.get(browser_key(shop_id, i.browser_id)) if i.browser_id else None)
                         for i, r in zip(identities, resolved)]
         for field_name, attribute in (("shop_customer_id", "customer_id"), ("email", "email")):
             wanted = {getattr(i, attribute) for i, r in zip(identities, resolved) if r is None and getattr(i, attribute)}
@@ -274,7 +271,7 @@ class OrderRepository:
                     await session.with_transaction(partial(self._write, shop_id, plan, now, intents))
                 return plan.recorded, intents
             except (StaleBatch, DuplicateKeyError, BulkWriteError) as exc:
-                if isinstance(exc, BulkWriteError) and not _only_duplicates(exc):
+                if isinstance(exc, BulkWriteError) and not only_duplicates(exc):
                     raise
                 if attempt + 1 == MAX_ATTEMPTS:
                     raise
@@ -332,7 +329,7 @@ class OrderRepository:
         try:
             await self._customers.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:  # a concurrent upsert created it first: that is all we wanted
-            if not _only_duplicates(exc):
+            if not only_duplicates(exc):
                 raise
 
     async def get(self, shop_id: str, order_id: str) -> Document | None:

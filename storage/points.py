@@ -50,6 +50,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.customers import customer_key, new_customer_fields
 from storage.database import Database, Document, IndexSpec
+from storage.keys import shop_scoped
 from storage.paging import newest_first_page
 from storage.signals import Intent
 
@@ -150,7 +151,7 @@ def expiry_entries(shop_id: str, line_user_id: str, lots: Iterable[Lot], now: da
         left -= amount
         transaction_id = f"{EXPIRY_PREFIX}{lot.source}"
         entries.append({
-            "_id": f"{shop_id}:{transaction_id}", "shop_id": shop_id, "transaction_id": transaction_id,
+            "_id": shop_scoped(shop_id, transaction_id), "shop_id": shop_id, "transaction_id": transaction_id,
             "line_user_id": line_user_id, "type": "expire", "amount": amount, "delta": -amount, "expires_at": None,
             "reason": EXPIRY_REASON, "lot": lot.source, "occurred_at": lot.expires_at, "created_at": now,
         })
@@ -220,7 +221,7 @@ class PointsRepository:
 
     async def post(self, shop_id: str, transaction: dict[str, Any], now: datetime) -> Posted:
         """Record one transaction once (expiring due lots first); raises InsufficientPoints / TransactionConflict."""
-        key = f"{shop_id}:{transaction['transaction_id']}"
+        key = shop_scoped(shop_id, transaction["transaction_id"])
         intents: list[Intent] = []
 
         async def apply(session: AsyncClientSession) -> Posted:

@@ -22,6 +22,7 @@ from typing import Any
 from pymongo import ASCENDING, UpdateOne
 
 from storage.database import Database, Document, IndexSpec
+from storage.keys import shop_scoped
 
 INDEXES: list[IndexSpec] = (
     [
@@ -41,7 +42,7 @@ CATALOGUE_FIELDS = (
 
 
 def product_key(shop_id: str, product_id: str) -> str:
-    return f"{shop_id}:{product_id}"
+    return shop_scoped(shop_id, product_id)
 
 
 def total_stock(variants: Iterable[Mapping[str, Any]]) -> int:

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from core.line_limits import MAX_ALT_TEXT, MAX_CHAT_BAR_TEXT, MAX_FLEX_ACTION_LABEL, MAX_TEXT, utf16_len
 from storage.database import Database
+from storage.keys import settings_key
 
 COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
@@ -252,7 +253,7 @@ class ShopSettingsRepository:
 
     async def get(self, shop_id: str, model: type[S]) -> S:
         """The effective settings of one section (defaults where nothing was stored)."""
-        doc = await self._collection.find_one({"_id": f"{shop_id}:{_section_name(model)}"})
+        doc = await self._collection.find_one({"_id": settings_key(shop_id, _section_name(model))})
         return model.model_validate(doc["data"] if doc else {})
 
     async def get_many(self, shop_ids: list[str], model: type[S]) -> dict[str, S]:
@@ -260,14 +261,14 @@ class ShopSettingsRepository:
         name = _section_name(model)
         found = {
             doc["shop_id"]: model.model_validate(doc["data"])
-            async for doc in self._collection.find({"_id": {"$in": [f"{shop_id}:{name}" for shop_id in shop_ids]}})
+            async for doc in self._collection.find({"_id": {"$in": [settings_key(shop_id, name) for shop_id in shop_ids]}})
         }
         return {shop_id: found.get(shop_id) or model() for shop_id in shop_ids}
 
     async def put(self, shop_id: str, settings: SettingsSection, now: datetime) -> None:
         name = _section_name(type(settings))
         await self._collection.update_one(
-            {"_id": f"{shop_id}:{name}"},
+            {"_id": settings_key(shop_id, name)},
             {"$set": {"shop_id": shop_id, "section": name, "data": settings.model_dump(mode="json"), "updated_at": now}},
             upsert=True,
         )

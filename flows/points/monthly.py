@@ -28,6 +28,7 @@ from flows.points.plan import MONTHLY
 from flows.points.state import MEMBER
 from storage.contacts import ContactRepository
 from storage.job_runs import JobRuns
+from storage.keys import compose
 from storage.shop_settings import PointsSettings
 
 CATCH_UP = timedelta(days=3)
@@ -44,7 +45,7 @@ def monthly_moment(now: datetime, timezone: str, day: int, hour: int) -> tuple[s
 
 
 def run_id(shop_id: str, month: str) -> str:
-    return f"{MONTHLY}:{shop_id}:{month}"
+    return compose(MONTHLY, shop_id, month)
 
 
 async def mark_monthly(ctx: JobContext, now: datetime, shop_id: str | None) -> JobSummary:

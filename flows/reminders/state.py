@@ -26,6 +26,7 @@ from flows.reminders.timing import step_due_at
 from storage.contacts import ContactRepository
 from storage.customers import customer_key
 from storage.database import Database, Document, find_by_ids
+from storage.keys import browser_key, view_key
 from storage.reminders import ReminderProfileRepository
 from storage.shop_settings import ReminderSettings, ShopSettingsRepository
 
@@ -110,7 +111,7 @@ async def refresh_view(database: Database, shop_id: str, line_user_id: str, prod
     customer = await database["customers"].find_one({"_id": customer_key(shop_id, line_user_id)},
                                                     {"browser_ids": 1})
     browsers = (customer or {}).get("browser_ids") or []
-    keys = [f"{shop_id}:{browser}:{product_id}" for browser in browsers]
+    keys = [view_key(shop_id, browser, product_id) for browser in browsers]
     rows = [row for row in await find_by_ids(database["product_views"], keys, VIEW_FIELDS)
             if row.get("line_user_id") == line_user_id]
     if not rows:  # browser_ids out of step with the views (e.g. a link being written): rebuild from the index
@@ -154,7 +155,7 @@ async def on_browser_linked(
     """
     now = as_utc(now)
     rows = await rebuild_views(database, shop_id, line_user_id, now)
-    browser = await database["browsers"].find_one({"_id": f"{shop_id}:{browser_id}"}, {"link_history": 1})
+    browser = await database["browsers"].find_one({"_id": browser_key(shop_id, browser_id)}, {"link_history": 1})
     history = (browser or {}).get("link_history") or []
     previous = history[-1].get("previous_line_user_id") if history else None
     if previous and previous != line_user_id and history[-1].get("line_user_id") == line_user_id:

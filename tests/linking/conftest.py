@@ -45,6 +45,28 @@ async def post_events(
     return await client.post(f"/t/{shop_id}/events", data=data, headers=headers)
 
 
+def browser_secret(bid: str) -> str:
+    """The secret the tracking script keeps beside a browser ID (here derived, so tests can re-derive it)."""
+    return __import__("hashlib").sha256(f"secret-of-{bid}".encode()).hexdigest()[:32]
+
+
+async def request_link_token(
+    client: TestClient[Any, Any], shop_id: str, bid: str, secret: str | None = None, origin: str | None = SHOP_ORIGIN
+) -> aiohttp.ClientResponse:
+    headers = {"Content-Type": "text/plain;charset=UTF-8"}
+    if origin is not None:
+        headers["Origin"] = origin
+    body = {"browser_id": bid, "browser_secret": secret or browser_secret(bid)}
+    return await client.post(f"/t/{shop_id}/link-token", data=__import__("json").dumps(body), headers=headers)
+
+
+async def link_token(client: TestClient[Any, Any], shop_id: str, bid: str, secret: str | None = None) -> str:
+    """What the tracking script does before opening a link page: trade the browser's secret for a token."""
+    response = await request_link_token(client, shop_id, bid, secret)
+    assert response.status == 200, await response.text()
+    return str((await response.json())["link_token"])
+
+
 async def sim_call(linesim_url: str, method: str, path: str, body: Any) -> Any:
     async with aiohttp.ClientSession() as session:
         async with session.request(method, linesim_url + path, json=body) as response:

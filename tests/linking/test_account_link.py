@@ -43,8 +43,11 @@ async def test_full_account_link(client: TestClient[Any, Any], shop: ShopHandle,
     assert outcome.ok and outcome.browser_id == bid
     customer = await CustomerRepository(db).get(shop.shop_id, user)
     assert customer["shop_customer_id"] == "member-42" and customer["linked"] is True
+    # The same event handled again (recovery after a crash) confirms the link; anyone else is refused.
     replay = await complete_account_link(db, shop.shop_id, user, issued["nonce"], "ok", START)
-    assert replay.status is LinkStatus.USED
+    assert replay.status is LinkStatus.ALREADY_LINKED
+    stranger = await complete_account_link(db, shop.shop_id, line_user_id(), issued["nonce"], "ok", START)
+    assert stranger.status is LinkStatus.USED
 
 
 async def test_failed_expired_and_cross_shop_nonces(

@@ -14,7 +14,7 @@ from bot.typedefs import DATABASE
 from linking.chat_code import issue_chat_code, parse_code, redeem_chat_code
 from linking.links import LinkStatus
 from tests.conftest import START, ShopHandle
-from tests.linking.conftest import browser_id, line_user_id
+from tests.linking.conftest import browser_id, line_user_id, link_token
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,8 @@ def test_parse_code(text: str, code: str | None) -> None:
 
 async def test_the_page_issues_a_code_that_opens_line_prefilled(client: TestClient[Any, Any], shop: ShopHandle) -> None:
     bid = browser_id()
-    response = await client.get(f"/l/{shop.shop_id}/code", params={"bid": bid, "return": "https://shop.example/"})
+    token = await link_token(client, shop.shop_id, bid)
+    response = await client.get(f"/l/{shop.shop_id}/code", params={"lt": token, "return": "https://shop.example/"})
     page = await response.text()
     assert response.status == 200, page
     code = re.search(r'id="chat-code">([0-9A-Z]{4}-[0-9A-Z]{4})<', page).group(1)

@@ -1,5 +1,6 @@
 """A real browser: a demo shop page with our script, two product views, LINE Login through
-linesim's consent page, the "linked" page — and the app then holds the views under that LINE user.
+linesim's consent page (the script trades its browser secret for a link token first), the "linked"
+page — and the app then holds the views under that LINE user.
 
 Headless Chromium from Debian (`make test` installs it), driven with Playwright's Python package.
 """
@@ -114,7 +115,11 @@ async def test_browser_views_products_then_links_through_line_login(
             assert put.status == 200
             await page.goto(f"{bot_url}/l/{shop['shop_id']}/code")
             await page.wait_for_selector("#chat-code")
-            assert f"bid={browser_id}" in page.url
+            # The link pages got a link token, never the browser ID (nor its secret).
+            secret = next(c["value"] for c in await page.context.cookies() if c["name"] == "_lcrm_bs")
+            assert "lt=" in page.url and browser_id not in page.url and secret not in page.url
+            chat_code = await db["link_tokens"].find_one({"kind": "chat_code", "shop_id": shop["shop_id"]})
+            assert chat_code["data"]["browser_id"] == browser_id
         finally:
             await browser.close()
 

@@ -17,13 +17,22 @@ from core.clock import FixedClock
 from linking.login import ISSUER, STATE_COOKIE, IdTokenError, verify_id_token
 from linking.pages import safe_return_url
 from tests.conftest import START, ShopHandle
-from tests.linking.conftest import LOGIN_CHANNEL_ID, SHOP_ORIGIN, browser_id, event, line_user_id, post_events
+from tests.linking.conftest import (
+    LOGIN_CHANNEL_ID,
+    SHOP_ORIGIN,
+    browser_id,
+    event,
+    line_user_id,
+    link_token,
+    post_events,
+)
 
 RETURN = SHOP_ORIGIN + "/products/p1?color=red"
 
 
 async def start(client: TestClient[Any, Any], shop_id: str, bid: str, return_url: str | None = RETURN) -> str:
-    params = {"bid": bid} if return_url is None else {"bid": bid, "return": return_url}
+    token = await link_token(client, shop_id, bid)
+    params = {"lt": token} if return_url is None else {"lt": token, "return": return_url}
     response = await client.get(f"/l/{shop_id}", params=params, allow_redirects=False)
     assert response.status == 302, await response.text()
     return response.headers["Location"]
@@ -212,7 +221,11 @@ async def test_bad_starts_are_clear_pages(client: TestClient[Any, Any], shop: Sh
     missing = await client.get(f"/l/{shop.shop_id}", allow_redirects=False)
     assert missing.status == 400 and "連携ボタン" in await missing.text()
     plain = await make_shop()  # no LINE Login channel: the chat code is offered instead
-    page = await client.get(f"/l/{plain.shop_id}", params={"bid": browser_id()}, allow_redirects=False)
+    put = await client.put(f"/admin/api/v1/shops/{plain.shop_id}/settings/tracking",
+                           json={"allowed_origins": [SHOP_ORIGIN]}, headers=plain.auth)
+    assert put.status == 200
+    token = await link_token(client, plain.shop_id, browser_id())
+    page = await client.get(f"/l/{plain.shop_id}", params={"lt": token}, allow_redirects=False)
     assert page.status == 200 and "連携コード" in await page.text()
 
 

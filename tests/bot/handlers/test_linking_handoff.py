@@ -24,8 +24,12 @@ async def test_a_chat_code_links_the_browser_and_is_confirmed(
     assert "連携が完了しました" in (await sim.messages(to=USER))[-1]["messages"][0]["text"]
     browser = await db["browsers"].find_one({"_id": f"{shop.shop_id}:browser-0001"})
     assert browser is not None and browser["line_user_id"] == USER
-    await play({"type": "text", "user_id": USER, "text": code})  # a used code is explained, not ignored
-    assert "すでに使用されています" in (await sim.messages(to=USER))[-1]["messages"][0]["text"]
+    # The same user sending it again (or their event re-run after a crash) is told it is linked.
+    await play({"type": "text", "user_id": USER, "text": code})
+    assert "すでに連携済み" in (await sim.messages(to=USER))[-1]["messages"][0]["text"]
+    other = "U" + "f" * 32
+    await play({"type": "text", "user_id": other, "text": code})  # anyone else: a used code is explained
+    assert "すでに使用されています" in (await sim.messages(to=other))[-1]["messages"][0]["text"]
 
 
 async def test_account_link_event_completes_the_link(
