@@ -3,7 +3,7 @@
 Document (`_id` = customer key "<shop_id>:<line_user_id>"):
   shop_id, line_user_id,
   flows: {state key: {due_at: UTC | None, ...the flow's own fields}} — e.g. "reminders" (the browse
-         cycle), "cart", "seq:<sequence id>", "points";
+         cycle), "cart", "seq:<sequence id>", "points_earned" / "points_monthly" / "points_expiry";
   next_due_at: when the engine must look at the contact next — the earliest `due_at` of its flows, `NEVER`
          when none is due, and the lease's expiry while a worker holds it (indexed with `_id`);
   claim: the holding batch's token (None when free); prev_claim: the token of a lease that ran out;
@@ -33,8 +33,9 @@ from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.cursor import AsyncCursor
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from storage.bulk import only_duplicates
 from storage.customers import customer_key
 from storage.database import Database, Document, IndexSpec, find_by_ids
 
@@ -98,12 +99,6 @@ def states_pipeline(shop_id: str, line_user_id: str, states: Mapping[str, Mappin
     }}]
 
 
-def shop_range(shop_id: str) -> dict[str, str]:
-    """The shop's contacts as a range of `_id` (customer keys "<shop_id>:<line_user_id>"; ";" follows ":")."""
-    prefix = customer_key(shop_id, "")
-    return {"$gt": prefix, "$lt": prefix[:-1] + ";"}
-
-
 @dataclass(frozen=True)
 class Settle:
     """One contact's write after a batch: conditional on the claim and the version the worker read."""
@@ -143,24 +138,31 @@ class ContactRepository:
             return False
         return result.modified_count == 1 or result.upserted_id is not None
 
-    async def put_flow_state_range(self, shop_id: str, key: str, fields: Mapping[str, Any], *,
-                                   due_at: datetime | None, when: Mapping[str, Any], after: str | None = None,
-                                   limit: int = 500) -> tuple[str | None, int]:
-        """`put_flow_state` for the shop's next `limit` existing contacts matching `when` (`_id` order, after
-        the contact `after`): one indexed `_id` scan for their range and one `update_many` over it, so a
-        shop-wide change (e.g. a monthly notice) costs no round trip per customer and never holds the
-        database for long. Returns the last `_id` of the range (the next call's `after`; None when there was
-        nothing left) and how many contacts changed."""
-        scope = shop_range(shop_id)
-        if after is not None:
-            scope = {**scope, "$gt": after}
-        ids = [doc["_id"] async for doc in self._contacts.find({"_id": scope, **when}, {"_id": 1}).sort(
-            "_id", ASCENDING).hint(BY_ID).limit(limit)]
-        if not ids:
-            return None, 0
-        result = await self._contacts.update_many({"_id": {"$gte": ids[0], "$lte": ids[-1]}, **when},
-                                                  states_pipeline(shop_id, "", {key: fields}, due_at), hint=BY_ID)
-        return str(ids[-1]), result.modified_count
+    async def put_flow_state_many(self, shop_id: str, line_user_ids: Sequence[str], key: str,
+                                  fields: Mapping[str, Any], *, due_at: datetime | None,
+                                  when: Mapping[str, Any]) -> int:
+        """`put_flow_state` for many customers of a shop (`ID_CHUNK` at a time is cheapest): one `update_many`
+        by `_id $in`, so a shop-wide change (e.g. a monthly notice) costs no round trip per customer. A
+        contact that does not exist yet is created (one read and one bulk upsert, only when some are missing).
+        Returns how many contacts changed."""
+        keys = [customer_key(shop_id, user) for user in line_user_ids]
+        result = await self._contacts.update_many({"_id": {"$in": keys}, **when},
+                                                  states_pipeline(shop_id, "", {key: fields}, due_at))
+        changed = result.modified_count
+        if result.matched_count == len(keys):
+            return changed
+        existing = {doc["_id"] async for doc in self._contacts.find({"_id": {"$in": keys}}, {"_id": 1})}
+        missing = [UpdateOne({"_id": k, **when}, states_pipeline(shop_id, user, {key: fields}, due_at), upsert=True)
+                   for k, user in zip(keys, line_user_ids, strict=True) if k not in existing]
+        if missing:
+            try:
+                result = await self._contacts.bulk_write(missing, ordered=False)
+                changed += result.upserted_count + result.modified_count
+            except BulkWriteError as exc:  # created meanwhile and `when` no longer holds: nothing to do there
+                if not only_duplicates(exc):
+                    raise
+                changed += int(exc.details.get("nUpserted") or 0) + int(exc.details.get("nModified") or 0)
+        return changed
 
     async def get(self, shop_id: str, line_user_id: str) -> Document | None:
         return await self._contacts.find_one({"_id": customer_key(shop_id, line_user_id)})

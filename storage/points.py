@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -48,6 +48,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from storage.bulk import only_duplicates
 from storage.customers import customer_key, new_customer_fields
 from storage.database import Database, Document, IndexSpec
 from storage.keys import shop_scoped
@@ -192,12 +193,7 @@ T = TypeVar("T")
 
 
 def _duplicate(exc: Exception) -> bool:
-    if isinstance(exc, DuplicateKeyError):
-        return True
-    if isinstance(exc, BulkWriteError):
-        errors = exc.details.get("writeErrors") or []
-        return bool(errors) and all(error.get("code") == 11000 for error in errors)
-    return False
+    return isinstance(exc, DuplicateKeyError) or isinstance(exc, BulkWriteError) and only_duplicates(exc)
 
 
 class PointsRepository:
@@ -291,9 +287,24 @@ class PointsRepository:
     # --- expiry (the worker's `points_expiry` job) ---
 
     def due_cursor(self, shop_id: str, now: datetime) -> AsyncCursor[Document]:
-        """The shop's customers with a lot past its date, through the expiry index."""
+        """The shop's customers with a lot past its date, through the expiry index (the filter is its fields,
+        so the planner takes it; a hint would make the embedded database walk the whole index)."""
         return self._customers.find({"shop_id": shop_id, "points.soonest_expiry_at": {"$lte": now}},
-                                    {"line_user_id": 1}).hint(EXPIRY_INDEX)
+                                    {"line_user_id": 1})
+
+    async def holders(self, shop_id: str, size: int) -> AsyncIterator[list[str]]:
+        """The shop's customers with a balance above 0, `size` at a time: one indexed scan of the shop's
+        customers (a filter on the balance too would be a collection scan: no index covers it)."""
+        batch: list[str] = []
+        async for doc in self._customers.find({"shop_id": shop_id}, {"line_user_id": 1, "points.balance": 1}
+                                              ).batch_size(1000):
+            if int((doc.get("points") or {}).get("balance") or 0) > 0:
+                batch.append(str(doc["line_user_id"]))
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
 
     async def expire_due(self, shop_id: str, line_user_ids: Sequence[str], now: datetime,
                          chunk_size: int = EXPIRY_CHUNK) -> Expired:

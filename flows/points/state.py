@@ -2,15 +2,15 @@
 
 A listener on `points_recorded` (connected in `flows.listeners`), heard after
 every points transaction posted (the worker's expiries need no listener: the
-expiry reminder wakes at each expiry moment by itself). It does not decide
-anything: it marks the customer's expiry reminder due now (the flow then works
-out, from the customer's points, when the next reminder goes), the earned
-notice due now after an earn (the flow announces
-everything earned since its last notice, so two earns before a run are one
-message), and the customer as one the monthly notice considers. One write, the
-same however often it runs. While a worker holds the contact it writes nothing
-and asks the outbox to run it again later, so a worker settling the contact
-never overwrites what the write asked for.
+expiry reminder wakes at each expiry moment by itself, and the monthly notice
+reads the balances when its month comes). It does not decide anything: it
+marks the customer's expiry reminder due now (the flow then works out, from
+the customer's points, when the next reminder goes) and, after an earn, the
+earned notice (the flow announces everything earned since its last notice,
+so two earns before a run are one message). One write, the same however
+often it runs. While a worker holds the contact it writes nothing and asks the
+outbox to run it again later, so a worker settling the contact never
+overwrites what the write asked for.
 """
 
 from __future__ import annotations
@@ -18,17 +18,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flows.points.plan import EARNED, EXPIRY, MONTHLY
+from flows.points.plan import EARNED, EXPIRY
 from storage.contacts import ContactRepository
 from storage.database import Database
 from storage.signals import RetryLater
 
-MEMBER = "member"  # `flows.points_monthly.member`: the customer has had points (the monthly job's pre-filter)
-
 
 async def on_points_recorded(database: Database, shop_id: str, line_user_id: str, types: list[str],
                              now: datetime) -> None:
-    states: dict[str, dict[str, Any]] = {EXPIRY: {"due_at": now}, MONTHLY: {MEMBER: True}}
+    states: dict[str, dict[str, Any]] = {EXPIRY: {"due_at": now}}
     if "earn" in types:
         states[EARNED] = {"due_at": now}
     written = await ContactRepository(database).put_flow_states(shop_id, line_user_id, states, due_at=now,

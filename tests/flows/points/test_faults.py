@@ -80,15 +80,12 @@ async def test_a_monthly_run_whose_worker_died_midway_is_finished_by_another_wit
         await world.earn(user, f"{user}-1", 100, at=tokyo(2037, 12, 5, 12, 0))
     moment = tokyo(2038, 1, 1, 10, 0)
     month = "2038-01"
-    # A worker took the run, marked the first two contacts, saved its progress and died.
-    run = await JobRuns(world.db).take(run_id(world.shop.shop_id, month), moment, LEASE)
-    assert run is not None
-    when = {f"flows.{MONTHLY}.member": True, f"flows.{MONTHLY}.month": {"$ne": month}}
-    last, marked = await ContactRepository(world.db).put_flow_state_range(
-        world.shop.shop_id, MONTHLY, {"month": month, "moment": moment, "due_at": moment}, due_at=moment,
-        when=when, limit=2)
-    assert marked == 2 and last is not None
-    await JobRuns(world.db).progress(run_id(world.shop.shop_id, month), last, moment, LEASE)
+    # A worker took the run, marked the first two customers' contacts and died.
+    assert await JobRuns(world.db).take(run_id(world.shop.shop_id, month), moment, LEASE) is not None
+    marked = await ContactRepository(world.db).put_flow_state_many(
+        world.shop.shop_id, USERS[:2], MONTHLY, {"month": month, "moment": moment, "due_at": moment},
+        due_at=moment, when={f"flows.{MONTHLY}.month": {"$ne": month}})
+    assert marked == 2
 
     summary = await world.run(moment + MINUTE)  # the run is still held: only the marked two go out
     assert summary["points_monthly"] == {} and len(await world.pushes()) == 2
