@@ -36,8 +36,8 @@ from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.bulk import only_duplicates
-from storage.customers import customer_key
 from storage.database import Database, Document, IndexSpec, find_by_ids
+from storage.keys import customer_key
 
 CONTACTS = "contacts"
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # "nothing due": sorts after every real time, so `$min` works
@@ -156,8 +156,8 @@ class ContactRepository:
                    for k, user in zip(keys, line_user_ids, strict=True) if k not in existing]
         if missing:
             try:
-                result = await self._contacts.bulk_write(missing, ordered=False)
-                changed += result.upserted_count + result.modified_count
+                created = await self._contacts.bulk_write(missing, ordered=False)
+                changed += created.upserted_count + created.modified_count
             except BulkWriteError as exc:  # created meanwhile and `when` no longer holds: nothing to do there
                 if not only_duplicates(exc):
                     raise

@@ -49,9 +49,9 @@ from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.bulk import only_duplicates
-from storage.customers import customer_key, new_customer_fields
+from storage.customers import new_customer_fields
 from storage.database import Database, Document, IndexSpec
-from storage.keys import shop_scoped
+from storage.keys import customer_key, shop_scoped
 from storage.paging import newest_first_page
 from storage.signals import Intent
 

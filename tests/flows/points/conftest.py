@@ -17,8 +17,8 @@ from core.clock import FixedClock
 from delivery.context import JobContext, JobSummary
 from linesim.client import SimClient
 from scheduler.jobs import run_due_jobs
-from storage.customers import customer_key
 from storage.database import Database
+from storage.keys import customer_key
 from tests.bot.conftest import settle
 from tests.conftest import ShopHandle
 from tests.flex_helpers import flex_texts
