@@ -39,7 +39,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal, TypeVar
 
@@ -77,6 +77,8 @@ EXPIRY_PREFIX = "expiry/"  # our expire entries' transaction IDs; "/" is outside
 EXPIRY_REASON = "expired"
 MAX_ATTEMPTS = 10  # a duplicate expiry means another writer got there first: read again
 EXPIRY_CHUNK = 50  # customers per expiry transaction (one `_id $in` read; short enough to rarely conflict)
+EXPIRY_SCAN = 1000  # due customers per read of the expiry index
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InsufficientPoints(Exception):
@@ -288,9 +290,10 @@ class PointsRepository:
 
     def due_cursor(self, shop_id: str, now: datetime) -> AsyncCursor[Document]:
         """The shop's customers with a lot past its date, through the expiry index (the filter is its fields,
-        so the planner takes it; a hint would make the embedded database walk the whole index)."""
-        return self._customers.find({"shop_id": shop_id, "points.soonest_expiry_at": {"$lte": now}},
-                                    {"line_user_id": 1})
+        so the planner takes it; a hint would make the embedded database walk the whole index). The lower
+        bound keeps the scan off the customers without points (null sorts first: ×8 at 150,000 customers)."""
+        return self._customers.find({"shop_id": shop_id, "points.soonest_expiry_at": {"$gte": EPOCH, "$lte": now}},
+                                    {"line_user_id": 1}).batch_size(EXPIRY_SCAN)
 
     async def holders(self, shop_id: str, size: int) -> AsyncIterator[list[str]]:
         """The shop's customers with a balance above 0, `size` at a time: one indexed scan of the shop's

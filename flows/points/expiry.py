@@ -16,9 +16,7 @@ from collections import Counter
 from datetime import datetime
 
 from delivery.context import JobContext, JobSummary
-from storage.points import PointsRepository
-
-SCAN = 1000  # due customers read per round
+from storage.points import EXPIRY_SCAN, PointsRepository
 
 
 async def expire_points(ctx: JobContext, now: datetime, shop_id: str | None) -> JobSummary:
@@ -27,15 +25,19 @@ async def expire_points(ctx: JobContext, now: datetime, shop_id: str | None) -> 
         doc["_id"] async for doc in ctx.database.shops.find({}, {"_id": 1})]
     summary: Counter[str] = Counter()
     for shop in shop_ids:
-        seen: set[str] = set()
-        while True:
-            users = [doc["line_user_id"] async for doc in repo.due_cursor(shop, now).limit(SCAN)]
-            fresh = [user for user in users if user not in seen]
-            if not fresh:  # nothing due, or only customers another writer is expiring right now
-                break
-            seen.update(fresh)
-            done = await repo.expire_due(shop, fresh, now)
-            summary["customers"] += done.customers
-            summary["entries"] += done.entries
-            summary["points"] += done.points
-    return dict(summary)
+        # One pass over the due set (a customer the pass meets twice, or one a post expired meanwhile, is
+        # skipped inside the transaction, which reads it afresh).
+        due: list[str] = []
+        async for doc in repo.due_cursor(shop, now):
+            due.append(str(doc["line_user_id"]))
+            if len(due) >= EXPIRY_SCAN:
+                summary.update(await _expire(repo, shop, due, now))
+                due = []
+        if due:
+            summary.update(await _expire(repo, shop, due, now))
+    return {name: n for name, n in summary.items() if n}
+
+
+async def _expire(repo: PointsRepository, shop_id: str, users: list[str], now: datetime) -> Counter[str]:
+    done = await repo.expire_due(shop_id, users, now)
+    return Counter(customers=done.customers, entries=done.entries, points=done.points)
