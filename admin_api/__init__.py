@@ -10,32 +10,38 @@ from __future__ import annotations
 from aiohttp import web
 
 from admin_api import (
+    broadcasts,
     customers,
     links,
     orders,
     points,
     products,
     reminders,
+    reports,
     rich_menu,
+    segments,
+    sequences,
     settings,
     shops,
 )
 from admin_api.openapi import build_openapi
 from admin_api.registry import BASE_PATH, AdminApi
-from bot.typedefs import SETTINGS
+from bot.typedefs import ADMIN_API, SETTINGS
 
 
 def admin_routes() -> AdminApi:
     """Every admin route, in the order the OpenAPI document lists them."""
     return AdminApi().include(
         shops.routes, settings.routes, products.routes, orders.routes, customers.routes, points.routes,
-        links.routes, reminders.routes, rich_menu.routes,
+        links.routes, reminders.routes, reports.routes, rich_menu.routes, sequences.routes, segments.routes,
+        broadcasts.routes,
     )
 
 
 def setup_admin_api(app: web.Application) -> None:
     api = admin_routes()
     api.setup(app)
+    app[ADMIN_API] = api
 
     async def openapi_document(request: web.Request) -> web.Response:
         return web.json_response(build_openapi(api, server_url=request.app[SETTINGS].public_base))

@@ -142,8 +142,14 @@ def report_period(call: Call[Any, ReportQuery]) -> tuple[datetime, datetime]:
     """[start, end) in UTC from `from`/`to` (dates are whole days in the shop's time zone); at most 366 days."""
     now = call.now()
     zone = ZoneInfo(call.current_shop.timezone)
-    start = _bound(call.query.from_, zone, end=False, default=now - timedelta(days=30))
-    end = _bound(call.query.to, zone, end=True, default=now + timedelta(seconds=1))
+    try:
+        start = _bound(call.query.from_, zone, end=False, default=now - timedelta(days=30))
+    except OverflowError:
+        raise ApiError(422, "validation_error", "from: out of range", "from") from None
+    try:
+        end = _bound(call.query.to, zone, end=True, default=now + timedelta(seconds=1))
+    except OverflowError:  # the day after 9999-12-31
+        raise ApiError(422, "validation_error", "to: out of range", "to") from None
     if end <= start:
         raise ApiError(422, "validation_error", "to: must be after from", "to")
     if end - start > MAX_PERIOD:

@@ -7,7 +7,7 @@ document is generated from the very models that validate (never written twice).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -38,6 +38,7 @@ class Call(Generic[BodyT, QueryT]):
     shop: Shop | None
     body: BodyT
     query: QueryT
+    params: Mapping[str, str] | None = None  # path parameters; None: the request's own (`match_info`)
 
     @property
     def app(self) -> web.Application:
@@ -51,7 +52,7 @@ class Call(Generic[BodyT, QueryT]):
         return self.request.app[CLOCK].now()
 
     def path(self, name: str) -> str:
-        return self.request.match_info[name]
+        return (self.params if self.params is not None else self.request.match_info)[name]
 
     @property
     def current_shop(self) -> Shop:
@@ -122,6 +123,10 @@ class AdminApi:
             return handler
 
         return register
+
+    def find(self, method: str, path: str) -> Route | None:
+        """The route declared for this method and path template (e.g. "/shops/{shop_id}/reports/links")."""
+        return next((r for r in self.routes if r.method == method and r.path == path), None)
 
     def setup(self, app: web.Application) -> None:
         for route in self.routes:

@@ -11,7 +11,7 @@ from admin_api.models import Identifier, Instant, ReportQuery, StrictModel, repo
 from admin_api.registry import SHOP_PATH, AdminApi, Call
 from bot.typedefs import SETTINGS
 from core.errors import ApiError
-from delivery.report import GroupFigures, StepReport, flow_report
+from delivery.report import DayReport, GroupFigures, StepReport, flow_report
 from delivery.stats import Lift
 from flows.reminders.plan import CAMPAIGN
 from flows.reminders.preview import dry_run
@@ -27,6 +27,7 @@ class FlowReportView(BaseModel):
     from_: datetime = Field(serialization_alias="from")
     to: datetime
     steps: list[StepReport]
+    days: list[DayReport] = Field(description="every day of the period in the shop's time zone (the same records)")
     totals: StepReport
     treated: GroupFigures
     holdout: GroupFigures | None
@@ -49,7 +50,8 @@ async def reminder_report(call: Call[None, ReportQuery]) -> dict[str, Any]:
     shop = call.current_shop
     start, end = report_period(call)
     settings = await ShopSettingsRepository(call.db).get(shop.shop_id, ReminderSettings)
-    report = await flow_report(call.db, shop.shop_id, CAMPAIGN, start, end, range(1, len(settings.steps) + 1))
+    report = await flow_report(call.db, shop.shop_id, CAMPAIGN, start, end, range(1, len(settings.steps) + 1),
+                               timezone=shop.timezone)
     return {**report.as_dict(), "campaign": CAMPAIGN,
             "paused_until": await ShopPauses(call.db).paused_until(shop.shop_id, call.now())}
 

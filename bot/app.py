@@ -21,6 +21,7 @@ from bot.webhook import setup_webhook
 from core.clock import Clock, SystemClock
 from core.line_client import LineClients
 from core.settings import Settings, load_settings
+from dashboard import setup_dashboard
 from flows.listeners import connect_listeners
 from linking import setup_linking
 from storage import schema
@@ -60,4 +61,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     setup_redirect(app)
     setup_webhook(app)
     setup_linking(app)
+    setup_dashboard(app)  # after the database context: it reads its signing key at start-up
     return app

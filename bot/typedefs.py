@@ -11,6 +11,7 @@ from core.clock import Clock
 from core.settings import Settings
 
 if TYPE_CHECKING:
+    from admin_api.registry import AdminApi
     from core.line_client import LineClients
     from storage.database import Database
 
@@ -18,4 +19,5 @@ SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
 DATABASE: web.AppKey[Database] = web.AppKey("database")
 LINE: web.AppKey[LineClients] = web.AppKey("line")
+ADMIN_API: web.AppKey[AdminApi] = web.AppKey("admin_api")  # the composed admin routes (the dashboard calls them)
 BACKGROUND_TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("background_tasks")

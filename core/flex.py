@@ -115,3 +115,60 @@ def row(label: str, value: str, *, value_color: str = "#111111", bold: bool = Fa
              "weight": "bold" if bold else "regular", "wrap": True},
         ],
     }
+
+
+def compact_json(obj: Any) -> bytes:
+    """JSON as LINE measures and we send it: compact, UTF-8."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _json_safe(value: str) -> bool:
+    """Whether `value` encodes in JSON as itself (no quote, backslash or control character to escape)."""
+    return '"' not in value and "\\" not in value and all(ord(char) >= 0x20 for char in value)
+
+
+class EncodedTemplate:
+    """A JSON value encoded once with a placeholder string left open (e.g. a per-customer click URL).
+
+    `fill` joins the encoded parts around the value: no serialisation per use, and
+    the size is exact, so LINE's byte limits are checked without encoding again.
+    """
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, obj: Any, slot: str) -> None:
+        if not _json_safe(slot):
+            raise ValueError("a slot must encode as itself")
+        self.parts = compact_json(obj).split(slot.encode())
+        self.size = sum(len(part) for part in self.parts)  # bytes without the slots
+
+    def fill(self, value: str) -> bytes:
+        if not _json_safe(value):
+            raise ValueError("a filled-in value must encode as itself in JSON")
+        return value.encode().join(self.parts)
+
+
+def encoded_carousel_message(alt_text: str, bubbles: Sequence[bytes]) -> bytes:
+    """A Flex carousel message as JSON bytes from encoded bubbles, checked against LINE's limits.
+
+    A bubble over 30 KB is refused; bubbles that would take the carousel over 50 KB
+    are dropped from the end (never sent for LINE to refuse the whole request).
+    """
+    if not alt_text or utf16_len(alt_text) > MAX_ALT_TEXT:
+        raise FlexLimitError(f"altText must be 1-{MAX_ALT_TEXT} characters")
+    if not bubbles:
+        raise FlexLimitError("a carousel needs at least one bubble")
+    if len(bubbles) > MAX_CAROUSEL_BUBBLES:
+        raise FlexLimitError(f"a carousel holds at most {MAX_CAROUSEL_BUBBLES} bubbles, got {len(bubbles)}")
+    kept: list[bytes] = []
+    total = len(b'{"type":"carousel","contents":[]}')
+    for index, bubble in enumerate(bubbles):
+        if len(bubble) > MAX_BUBBLE_BYTES:
+            raise FlexLimitError(f"bubble {index} is over {MAX_BUBBLE_BYTES} bytes")
+        grown = total + len(bubble) + (1 if kept else 0)
+        if kept and grown > MAX_CAROUSEL_BYTES:
+            break
+        kept.append(bubble)
+        total = grown
+    return (b'{"type":"flex","altText":' + compact_json(alt_text) + b',"contents":{"type":"carousel","contents":['
+            + b",".join(kept) + b"]}}")

@@ -30,6 +30,8 @@ from linebot.v3.messaging import (
     MulticastRequest,
     PushMessageRequest,
     ReplyMessageRequest,
+    RichMenuBulkLinkRequest,
+    RichMenuBulkUnlinkRequest,
 )
 
 log = logging.getLogger("linecrm.line")
@@ -37,6 +39,7 @@ log = logging.getLogger("linecrm.line")
 RETRY_KEY_NAMESPACE = uuid.UUID("6f2c1d0e-4b7a-5c3e-9a41-2f6d8b0c7e15")
 MONTHLY_LIMIT_MESSAGE = "You have reached your monthly limit."
 PUSH_PATH = "/v2/bot/message/push"
+MULTICAST_PATH = "/v2/bot/message/multicast"
 
 T = TypeVar("T")
 MessageLike: TypeAlias = Message | dict[str, Any]
@@ -72,6 +75,14 @@ class SendResult:
     request_id: str | None
     already_accepted: bool = False
     sent_message_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """This month's message quota of a channel: LINE's limit (None = no limit) and what was used."""
+
+    limit: int | None
+    used: int
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,7 @@ class LineClient:
         self._session = session  # pooled, shared by every channel's pushes (`LineClients`)
         configuration = api_client.configuration
         self._push_url = yarl.URL(configuration.host + PUSH_PATH)
+        self._multicast_url = yarl.URL(configuration.host + MULTICAST_PATH)
         self._push_headers = {"Authorization": f"Bearer {configuration.access_token}",
                               "Content-Type": "application/json", "Accept": "application/json",
                               "User-Agent": "linecrm"}
@@ -168,40 +180,51 @@ class LineClient:
         keep-alive session with the URL and headers built once, then goes through
         `_call` for the same retry/409/429/quota handling as `push`.
         """
-        if self._session is None:
-            return await self._push_via_sdk(to, messages, retry_key)
         body = b'{"to":' + json.dumps(to).encode() + b',"messages":' + messages + b"}"
+        return await self._post_send("push", self._push_url, PUSH_PATH, body, retry_key)
+
+    async def multicast_json(self, to: Sequence[str], messages: Sequence[dict[str, Any]], *,
+                             retry_key: str) -> SendResult:
+        """`multicast` (at most 500 user IDs) for messages that are already valid LINE JSON, posted like
+        `push_encoded` (one retry key for the whole request: a 409 means LINE accepted it before)."""
+        encoded = json.dumps(list(messages), ensure_ascii=False, separators=(",", ":")).encode()
+        body = b'{"to":' + json.dumps(list(to)).encode() + b',"messages":' + encoded + b"}"
+        return await self._post_send("multicast", self._multicast_url, MULTICAST_PATH, body, retry_key)
+
+    async def _post_send(self, operation: str, url: yarl.URL, path: str, body: bytes, retry_key: str) -> SendResult:
+        if self._session is None:
+            return await self._send_via_sdk(operation, path, body, retry_key)
         session = self._session
 
         async def call() -> tuple[str | None, bytes]:
             headers = {**self._push_headers, "X-Line-Retry-Key": retry_key}
-            async with session.post(self._push_url, data=body, headers=headers, timeout=self._timeout) as response:
+            async with session.post(url, data=body, headers=headers, timeout=self._timeout) as response:
                 data = await response.read()
                 if response.status >= 300:
                     raise _api_exception(response.status, response.reason, data, dict(response.headers))
                 return response.headers.get("x-line-request-id"), data
 
         try:
-            request_id, data = await self._call("push", call, idempotent=True)
+            request_id, data = await self._call(operation, call, idempotent=True)
         except _AlreadyAccepted as accepted:
             return SendResult(request_id=accepted.request_id, already_accepted=True)
         return SendResult(request_id=request_id, sent_message_ids=_sent_ids(data))
 
-    async def _push_via_sdk(self, to: str, messages: bytes, retry_key: str) -> SendResult:
+    async def _send_via_sdk(self, operation: str, path: str, encoded: bytes, retry_key: str) -> SendResult:
         """Without a pooled session (a client made outside `LineClients`): the SDK's own REST client."""
         api_client = self._api_client
-        url = api_client.configuration.host + PUSH_PATH
-        body = {"to": to, "messages": json.loads(messages)}
+        url = api_client.configuration.host + path
+        body = json.loads(encoded)
 
         async def call() -> Any:
             headers = {**api_client.default_headers, "X-Line-Retry-Key": retry_key,
                        "Accept": "application/json", "Content-Type": "application/json"}
-            api_client.update_params_for_auth(headers, [], ["Bearer"], PUSH_PATH, "POST", body)
+            api_client.update_params_for_auth(headers, [], ["Bearer"], path, "POST", body)
             return await api_client.request("POST", url, headers=headers, body=body,
                                             _request_timeout=self._timeout)
 
         try:
-            response = await self._call("push", call, idempotent=True)
+            response = await self._call(operation, call, idempotent=True)
         except _AlreadyAccepted as accepted:
             return SendResult(request_id=accepted.request_id, already_accepted=True)
         return SendResult(request_id=response.getheader("x-line-request-id"), sent_message_ids=_sent_ids(response.data))
@@ -225,6 +248,18 @@ class LineClient:
             idempotent=False,
         )
 
+    async def link_rich_menu(self, rich_menu_id: str, user_ids: Sequence[str]) -> None:
+        """Link one rich menu to up to 500 users (LINE's bulk link; idempotent, so retried like a push)."""
+        request = RichMenuBulkLinkRequest(richMenuId=rich_menu_id, userIds=list(user_ids))
+        await self._call("richmenu bulk link", lambda: self.api.link_rich_menu_id_to_users(
+            request, _request_timeout=self._timeout), idempotent=True)
+
+    async def unlink_rich_menus(self, user_ids: Sequence[str]) -> None:
+        """Up to 500 users back to the default rich menu (LINE's bulk unlink; idempotent)."""
+        request = RichMenuBulkUnlinkRequest(userIds=list(user_ids))
+        await self._call("richmenu bulk unlink", lambda: self.api.unlink_rich_menu_id_from_users(
+            request, _request_timeout=self._timeout), idempotent=True)
+
     async def get_profile(self, user_id: str) -> dict[str, Any] | None:
         """The user's LINE profile, or None when LINE does not know them (blocked, left)."""
         try:
@@ -236,6 +271,21 @@ class LineClient:
                 return None
             raise
         return dict(result.to_dict())
+
+    async def quota(self) -> Quota:
+        """The monthly limit and this month's use (`GET /v2/bot/message/quota[/consumption]`).
+
+        Asked once each (no back-off loop): a person is waiting on the page
+        that shows it, and a stale answer is better shown as "unknown".
+        """
+        limit, used = await asyncio.gather(
+            self._call("quota", lambda: self.api.get_message_quota(_request_timeout=self._timeout),
+                       idempotent=True, attempts=1),
+            self._call("quota_consumption",
+                       lambda: self.api.get_message_quota_consumption(_request_timeout=self._timeout),
+                       idempotent=True, attempts=1),
+        )
+        return Quota(limit=limit.value if limit.type == "limited" else None, used=int(used.total_usage))
 
     async def _send(self, operation: str, call: Callable[[], Awaitable[Any]], *, idempotent: bool) -> SendResult:
         try:
@@ -249,7 +299,9 @@ class LineClient:
             sent_message_ids=[m.id for m in sent],
         )
 
-    async def _call(self, operation: str, call: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]], *, idempotent: bool,
+                    attempts: int | None = None) -> T:
+        attempts = attempts or self._retry.attempts
         attempt = 0
         while True:
             try:
@@ -266,14 +318,14 @@ class LineClient:
                 if status == 400 and operation == "reply" and "reply token" in _body_message(exc).lower():
                     raise InvalidReplyToken(status, body, operation) from None
                 retryable = status == 429 or (status is not None and status >= 500 and idempotent)
-                if not retryable or attempt + 1 >= self._retry.attempts:
+                if not retryable or attempt + 1 >= attempts:
                     log.warning("LINE %s failed: status=%s body=%s", operation, status, body[:1000])
                     raise LineApiError(status, body, operation) from None
                 retry_after = (exc.headers or {}).get("Retry-After")
                 delay = self._retry.delay(attempt, retry_after)
                 log.info("LINE %s answered %s; retrying in %.2fs", operation, status, delay)
             except (TimeoutError, aiohttp.ClientError) as exc:
-                if not idempotent or attempt + 1 >= self._retry.attempts:
+                if not idempotent or attempt + 1 >= attempts:
                     log.warning("LINE %s failed without an answer: %r", operation, exc)
                     raise LineApiError(None, repr(exc), operation) from None
                 delay = self._retry.delay(attempt)
@@ -322,16 +374,20 @@ class LineClients:
             self._prune(now)
         client = self._clients.get(key)
         if client is None:
-            if self._session is None:
-                self._session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=self.POOL, keepalive_timeout=30),
-                    skip_auto_headers=("User-Agent", "Accept-Encoding"))
             configuration = Configuration(host=self._api_base, access_token=access_token)
             client = LineClient(AsyncApiClient(configuration), timeout=self._timeout, retry=self._retry,
-                                session=self._session)
+                                session=self.http_session())
             self._clients[key] = client
         client.last_used = now
         return client
+
+    def http_session(self) -> aiohttp.ClientSession:
+        """The process's pooled keep-alive session to LINE (pushes, LINE Login's token exchange)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.POOL, keepalive_timeout=30),
+                skip_auto_headers=("User-Agent", "Accept-Encoding"))
+        return self._session
 
     def _prune(self, now: float) -> None:
         self._pruned_at = now

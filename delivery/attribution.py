@@ -10,12 +10,15 @@ whatever the window. A cancelled or refunded order stops being a conversion.
 An order that lands while a worker holds the customer's contact is attributed
 when the worker has settled (the signal's intent is drained again later).
 The customer's recent records are in their contact (`log`), so the common
-case — an order from a customer we never messaged — is one `_id` read.
+case — an order from a customer we never messaged — is one `_id` read. A flow
+whose records are not in contacts (broadcasts: one batch record for 500
+recipients) adds a `source` that finds this customer's records by an indexed
+query of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +34,9 @@ ATTRIBUTED = ("sent", "held")
 
 # (order, the flow's records of this customer, window) → the record the order converts, or None.
 Rule = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]], timedelta], Mapping[str, Any] | None]
+# (database, order, window) → records of the order's customer kept outside contacts, shaped like a contact's
+# `log` entries ({flow, key, step, status, at, sent_at, cycle}); raises RetryLater when one may be missing yet.
+Source = Callable[[Database, Mapping[str, Any], timedelta], Awaitable[list[Mapping[str, Any]]]]
 
 
 def record_time(entry: Mapping[str, Any]) -> datetime:
@@ -74,8 +80,9 @@ def conversions_for(order: Mapping[str, Any], log: Sequence[Mapping[str, Any]], 
 class Attribution:
     """The listener, with each flow's extra rule (composed in `flows.listeners`)."""
 
-    def __init__(self, rules: Mapping[str, Rule] | None = None) -> None:
+    def __init__(self, rules: Mapping[str, Rule] | None = None, sources: Sequence[Source] = ()) -> None:
         self.rules = dict(rules or {})
+        self.sources = list(sources)
 
     async def on_order_recorded(self, database: Database, order: dict[str, Any], previous: dict[str, Any] | None,
                                 now: datetime) -> None:
@@ -90,9 +97,12 @@ class Attribution:
         if contact is not None and contact.get("claim") is not None:
             # A worker may be sending to this customer right now: its record is not in the log yet.
             raise RetryLater("the contact is held by a worker")
-        log = [e for e in (contact or {}).get("log") or [] if e.get("status") in ATTRIBUTED]
-        if not log:
+        log: list[Mapping[str, Any]] = [e for e in (contact or {}).get("log") or [] if e.get("status") in ATTRIBUTED]
+        if not log and not self.sources:
             return
         tracking = await ShopSettingsRepository(database).get(order["shop_id"], TrackingSettings)
-        await records.add_conversions(conversions_for(order, log, timedelta(days=tracking.attribution_window_days),
-                                                      self.rules))
+        window = timedelta(days=tracking.attribution_window_days)
+        for source in self.sources:
+            log += [e for e in await source(database, order, window) if e.get("status") in ATTRIBUTED]
+        if log:
+            await records.add_conversions(conversions_for(order, log, window, self.rules))

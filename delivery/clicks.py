@@ -51,7 +51,7 @@ def click_secret(channel_secret: str) -> bytes:
 
 
 def _signature(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+    return hmac.digest(secret, payload, "sha256")[:SIGNATURE_BYTES]
 
 
 def click_token(secret: bytes, click: Click) -> str:

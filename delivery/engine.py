@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,14 +30,18 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from core.clock import as_utc
+from core.flex import compact_json
 from core.line_client import LineApiError, QuotaExhausted
 from delivery import policy
 from delivery.context import JobContext, JobSummary
 from delivery.flow import Flow, Intent, Record, RecordStatus
+from delivery.pacing import RateLimiter
 from delivery.policy import DeliveryPolicy, Verdict
-from storage.contacts import LOG_KEEP, NEVER, SENT_KEEP, ContactRepository, DueRef, Lookup, Settle
+from storage.broadcasts import BroadcastRepository, Exposures
+from storage.contacts import LOG_KEEP, SENT_KEEP, ContactRepository, Lookup, Settle
 from storage.database import Database, Document
 from storage.delivery_log import DeliveryLog
+from storage.leases import NEVER, DueRef, new_lease
 from storage.pauses import ShopPauses
 from storage.shop_settings import DeliverySettings, ShopSettingsRepository
 from storage.shops import Shop
@@ -62,26 +64,12 @@ class EngineConfig:
 DEFAULT_CONFIG = EngineConfig()
 
 
-class RateLimiter:
-    """Paces calls to `rate` per second (a small burst allowed), shared by the sender tasks."""
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self._interval = 1.0 / rate
-        self._burst = (burst if burst is not None else max(1.0, rate / 20)) * self._interval
-        self._next = time.monotonic()
-
-    async def acquire(self) -> None:
-        now = time.monotonic()
-        slot = max(self._next, now - self._burst)
-        self._next = slot + self._interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-
 @dataclass(frozen=True)
 class ShopInfo:
     shop: Shop
     policy: DeliveryPolicy
+    # Sends recorded outside contacts (broadcast batches): they count toward the frequency cap too.
+    exposures: Exposures = field(default_factory=Exposures)
 
 
 Outcome = Literal["sent", "failed", "retry", "paused", "recorded", "none"]
@@ -152,6 +140,8 @@ class Engine:
         if not intents:
             return work
         sent = [as_utc(entry["at"]) for entry in contact.get("sent") or [] if entry.get("at")]
+        if info is not None:
+            sent += info.exposures.of(work.line_user_id)
         timezone = info.shop.timezone if info else "Asia/Tokyo"
         rules = info.policy if info else DeliveryPolicy()
         verdicts = policy.decide(work.shop_id, work.line_user_id, contact.get("customer"), sent, intents, rules,
@@ -208,10 +198,8 @@ class Run:
     async def _claim(self, refs: list[DueRef]) -> tuple[str, list[ContactWork]] | None:
         if not refs:
             return None
-        token = secrets.token_hex(12)
-        # A lease moment unique to this batch (microseconds from the token), so the read-back is one
-        # equality on the due index.
-        lease_at = self.now + self.config.lease + timedelta(microseconds=int(token[:5], 16) % 1_000_000)
+        lease = new_lease(self.now, self.config.lease)
+        token, lease_at = lease.token, lease.at
         await self.contacts.claim(refs, token, lease_at, self.shop_id)
         claimed = await self.contacts.claimed(lease_at, token, self.engine.lookups)
         if not claimed:
@@ -236,7 +224,7 @@ class Run:
     async def _ensure_shops(self, shop_ids: set[str]) -> None:
         missing = sorted(s for s in shop_ids if s not in self.shops)
         if missing:
-            self.shops.update(await shop_infos(self.db, missing))
+            self.shops.update(await shop_infos(self.db, missing, self.now))
 
     # --- sending ---
 
@@ -248,7 +236,8 @@ class Run:
     async def _push(self, work: ContactWork, item: Work) -> None:
         info = self.shops.get(work.shop_id)
         intent = item.intent
-        if info is None or work.shop_id in self.paused or not intent.messages or intent.key is None:
+        if info is None or work.shop_id in self.paused or not (intent.messages or intent.encoded) \
+                or intent.key is None:
             item.outcome = "paused" if work.shop_id in self.paused else "failed"
             return
         limiter = self.limiters.setdefault(work.shop_id, RateLimiter(self.config.send_rate))
@@ -259,7 +248,8 @@ class Run:
                 item.outcome = "paused"
                 return
             try:
-                result = await client.push_json(work.line_user_id, intent.messages, retry_key=intent.key)
+                encoded = intent.encoded or compact_json(intent.messages)
+                result = await client.push_encoded(work.line_user_id, encoded, retry_key=intent.key)
             except QuotaExhausted:
                 item.outcome = "paused"
                 if work.shop_id not in self.paused:
@@ -396,16 +386,27 @@ class Run:
         return update
 
 
-async def shop_infos(database: Database, shop_ids: Sequence[str]) -> dict[str, ShopInfo | None]:
-    """Each shop with its delivery policy (None for a shop that no longer exists): two reads for all."""
+async def shop_infos(database: Database, shop_ids: Sequence[str],
+                     now: datetime | None = None) -> dict[str, ShopInfo | None]:
+    """Each shop with its delivery policy (None for a shop that no longer exists): two reads for all.
+
+    With `now`, a shop that caps sends also gets its customers' broadcast sends of the last week (the cap
+    spans every flow, and broadcasts record their recipients per batch, not per contact).
+    """
     docs = {doc["_id"]: doc async for doc in database.shops.find({"_id": {"$in": list(shop_ids)}})}
     settings = await ShopSettingsRepository(database).get_many(list(shop_ids), DeliverySettings)
     infos: dict[str, ShopInfo | None] = {}
     for shop_id in shop_ids:
         doc = docs.get(shop_id)
         cap = settings[shop_id].frequency_cap
-        infos[shop_id] = None if doc is None else ShopInfo(
-            Shop.from_doc(doc), DeliveryPolicy(cap.per_day, cap.per_week, settings[shop_id].holdout_percent))
+        if doc is None:
+            infos[shop_id] = None
+            continue
+        rules = DeliveryPolicy(cap.per_day, cap.per_week, settings[shop_id].holdout_percent)
+        capped = now is not None and (rules.per_day is not None or rules.per_week is not None)
+        exposures = await BroadcastRepository(database).exposures(shop_id, now - policy.WEEK, now) \
+            if capped and now is not None else Exposures()
+        infos[shop_id] = ShopInfo(Shop.from_doc(doc), rules, exposures)
     return infos
 
 

@@ -55,6 +55,7 @@ class Intent:
     reason: str | None = None  # why a step is skipped, or why it ends
     due_at: datetime | None = None  # when the step fell due
     messages: list[dict[str, Any]] | None = None  # LINE message objects, pushed as they are (never mutate)
+    encoded: bytes | None = None  # or the same as a JSON array already encoded (compact UTF-8): pushed as is
     key: str | None = None  # the retry key (`delivery_key`); also names the record and its click links
     window: Window | None = None  # when the send may go out (the policy defers to the next allowed moment)
     # The frequency cap defers a send until the cap allows it — unless that is after `stale_after`,

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from .common import LineError, ValidationFailed, channel_of, read_json
 from .state import Channel, RichMenu
-from .validation import MAX_LABEL, MAX_POSTBACK_DATA, utf16_len, validate_request
+from .validation import MAX_LABEL, MAX_POSTBACK_DATA, USER_ID_RE, utf16_len, validate_request
 
 MAX_IMAGE = 1024 * 1024
 MAX_AREAS = 20
@@ -172,7 +172,77 @@ async def delete_menu(request: web.Request) -> web.Response:
     del channel.rich_menus[menu_id]
     if channel.default_rich_menu == menu_id:
         channel.default_rich_menu = None
+    for user in [u for u, linked in channel.user_rich_menus.items() if linked == menu_id]:
+        del channel.user_rich_menus[user]  # as LINE: users of a deleted menu see the default again
     return web.json_response({})
+
+
+def _user_errors(user_ids: list[Any]) -> list[tuple[str, str]]:
+    return [(f"userIds[{i}]", "Invalid user ID") for i, uid in enumerate(user_ids)
+            if not isinstance(uid, str) or not USER_ID_RE.match(uid)]
+
+
+def _linkable(channel: Channel, menu_id: str) -> None:
+    menu = channel.rich_menus.get(menu_id)
+    if menu is None:
+        raise LineError(404, "richmenu not found")
+    if menu.image is None:
+        raise LineError(400, "must upload richmenu image before applying it to user")
+
+
+async def bulk_link(request: web.Request) -> web.Response:
+    """`POST /v2/bot/richmenu/bulk/link`: one menu for up to 500 users (LINE answers 202, applies async)."""
+    body = await read_json(request)
+    errors = validate_request("RichMenuBulkLinkRequest", body) or _user_errors(body["userIds"])
+    if errors:
+        raise ValidationFailed(errors)
+    _, channel = channel_of(request)
+    _linkable(channel, body["richMenuId"])
+    for user in body["userIds"]:
+        channel.user_rich_menus[user] = body["richMenuId"]
+    return web.json_response({}, status=202)
+
+
+async def bulk_unlink(request: web.Request) -> web.Response:
+    """`POST /v2/bot/richmenu/bulk/unlink`: up to 500 users back to the default menu (202)."""
+    body = await read_json(request)
+    errors = validate_request("RichMenuBulkUnlinkRequest", body) or _user_errors(body["userIds"])
+    if errors:
+        raise ValidationFailed(errors)
+    _, channel = channel_of(request)
+    for user in body["userIds"]:
+        channel.user_rich_menus.pop(user, None)
+    return web.json_response({}, status=202)
+
+
+def _user(request: web.Request) -> str:
+    uid = request.match_info["userId"]
+    if not USER_ID_RE.match(uid):
+        raise LineError(400, "The value for the 'userId' parameter is invalid")
+    return uid
+
+
+async def link_user(request: web.Request) -> web.Response:
+    _, channel = channel_of(request)
+    uid = _user(request)
+    _linkable(channel, request.match_info["richMenuId"])
+    channel.user_rich_menus[uid] = request.match_info["richMenuId"]
+    return web.json_response({})
+
+
+async def unlink_user(request: web.Request) -> web.Response:
+    _, channel = channel_of(request)
+    channel.user_rich_menus.pop(_user(request), None)
+    return web.json_response({})
+
+
+async def get_user_menu(request: web.Request) -> web.Response:
+    """The menu linked to the user (404 when none: the user sees the default)."""
+    _, channel = channel_of(request)
+    menu_id = channel.user_rich_menus.get(_user(request))
+    if menu_id is None:
+        raise LineError(404, "the user has no richmenu")
+    return web.json_response({"richMenuId": menu_id})
 
 
 async def get_image(request: web.Request) -> web.Response:
@@ -185,6 +255,8 @@ async def get_image(request: web.Request) -> web.Response:
 
 ROUTES = [
     ("POST", "/v2/bot/richmenu", create, "richmenu_create"),
+    ("POST", "/v2/bot/richmenu/bulk/link", bulk_link, "richmenu_bulk_link"),
+    ("POST", "/v2/bot/richmenu/bulk/unlink", bulk_unlink, "richmenu_bulk_unlink"),
     ("GET", "/v2/bot/richmenu/list", list_menus, "richmenu_list"),
     ("POST", "/v2/bot/richmenu/{richMenuId}/content", upload, "richmenu_upload"),
     ("GET", "/v2/bot/richmenu/{richMenuId}/content", get_image, "richmenu_download"),
@@ -193,4 +265,7 @@ ROUTES = [
     ("POST", "/v2/bot/user/all/richmenu/{richMenuId}", set_default, "richmenu_set_default"),
     ("GET", "/v2/bot/user/all/richmenu", get_default, "richmenu_get_default"),
     ("DELETE", "/v2/bot/user/all/richmenu", cancel_default, "richmenu_cancel_default"),
+    ("POST", "/v2/bot/user/{userId}/richmenu/{richMenuId}", link_user, "richmenu_link"),
+    ("DELETE", "/v2/bot/user/{userId}/richmenu", unlink_user, "richmenu_unlink"),
+    ("GET", "/v2/bot/user/{userId}/richmenu", get_user_menu, "richmenu_get_user"),
 ]

@@ -114,6 +114,7 @@ class Channel:
     usage: dict[str, int] = field(default_factory=dict)  # "YYYY-MM" -> recipients
     rich_menus: dict[str, RichMenu] = field(default_factory=dict)
     default_rich_menu: str | None = None
+    user_rich_menus: dict[str, str] = field(default_factory=dict)  # user ID -> rich menu linked to that user
     link_tokens: dict[str, str] = field(default_factory=dict)
 
 

@@ -25,7 +25,7 @@ import aiohttp
 import jwt
 from aiohttp import web
 
-from bot.typedefs import CLOCK, DATABASE, SETTINGS
+from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS
 from linking.link_token import LINK_KEY, redeem_link_token
 from linking.links import link_browser
 from linking.pages import error_page, render, safe_return_url
@@ -104,8 +104,10 @@ class TokenExchangeError(Exception):
 
 
 async def exchange_code(
-    api_base: str, code: str, redirect_uri: str, channel_id: str, channel_secret: str, timeout: float
+    session: aiohttp.ClientSession, api_base: str, code: str, redirect_uri: str, channel_id: str,
+    channel_secret: str, timeout: float,
 ) -> dict[str, Any]:
+    """The tokens for an authorization code, through the process's pooled session (no session per login)."""
     form = {
         "grant_type": "authorization_code",
         "code": code,
@@ -113,16 +115,16 @@ async def exchange_code(
         "client_id": channel_id,
         "client_secret": channel_secret,
     }
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        try:
-            async with session.post(f"{api_base}/oauth2/v2.1/token", data=form) as response:
-                body = await response.json(content_type=None)
-                if response.status != 200 or not isinstance(body, dict) or "id_token" not in body:
-                    error = body.get("error") if isinstance(body, dict) else None
-                    raise TokenExchangeError(f"token endpoint answered {response.status} ({error})")
-                return body
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise TokenExchangeError(f"token endpoint unreachable: {exc!r}") from None
+    try:
+        async with session.post(f"{api_base}/oauth2/v2.1/token", data=form,
+                                timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            body = await response.json(content_type=None)
+            if response.status != 200 or not isinstance(body, dict) or "id_token" not in body:
+                error = body.get("error") if isinstance(body, dict) else None
+                raise TokenExchangeError(f"token endpoint answered {response.status} ({error})")
+            return body
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise TokenExchangeError(f"token endpoint unreachable: {exc!r}") from None
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
     redirect_uri = callback_url(settings.public_base, shop.shop_id)
     try:
         tokens = await exchange_code(
-            settings.line_api_base, code, redirect_uri, shop.line.login_channel_id, shop.line.login_channel_secret,
+            request.app[LINE].http_session(), settings.line_api_base, code, redirect_uri, shop.line.login_channel_id, shop.line.login_channel_secret,
             settings.line_timeout_seconds,
         )
         claims = verify_id_token(

@@ -172,10 +172,10 @@ async def _flow_events(browsers: BrowserRepository, shop_id: str, documents: lis
                        owners: dict[str, str | None]) -> list[Document]:
     """The events the flows hear (`browser_events`): carts, checkouts and purchases of any browser (a cart
     may belong to a customer linked later), page views of linked browsers; each with its owner."""
-    wanted = [doc for doc in documents if doc["type"] != "page_view" or owners.get(doc["browser_id"])]
-    unknown = {doc["browser_id"] for doc in wanted} - set(owners)
+    unknown = {doc["browser_id"] for doc in documents} - set(owners)  # e.g. views of pages that are not products
     if unknown:
         owners = {**owners, **await browsers.line_users(shop_id, unknown)}
+    wanted = [doc for doc in documents if doc["type"] != "page_view" or owners.get(doc["browser_id"])]
     return [{**doc, "line_user_id": owners.get(doc["browser_id"])} for doc in wanted]
 
 

@@ -11,7 +11,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -21,13 +21,14 @@ from core.line_client import LineClients
 from core.settings import Settings, SettingsError, load_settings
 from delivery.context import JobContext
 from flows.listeners import connect_listeners
-from scheduler.jobs import run_due_jobs
+from scheduler.jobs import JOBS, Job, run_due_jobs
 from storage import schema
 from storage.lifecycle import open_database
 
 log = logging.getLogger("linecrm.scheduler")
 
 TICK_SECONDS = 60
+STOP_GRACE_SECONDS = 20.0
 
 
 def _parse_now(value: str) -> datetime:
@@ -67,17 +68,30 @@ async def run_once(settings: Settings, now: datetime, shop_id: str | None) -> di
     return {"now": now.isoformat(), "shop": shop_id, "jobs": jobs}
 
 
-async def run_worker(settings: Settings) -> None:
-    """Tick every minute until SIGTERM/SIGINT; a tick that is still running is not overlapped."""
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
+                     grace: float = STOP_GRACE_SECONDS, jobs: Sequence[Job] = JOBS) -> None:
+    """Tick every minute until SIGTERM/SIGINT (or `stop`); a tick that is still running is not overlapped.
+
+    On stop, the tick in flight may finish (up to `grace` seconds) before the database and LINE
+    clients close under it; past that it is cancelled, and its leased batch goes to another worker
+    when the lease runs out (nothing is lost or sent twice either way).
+    """
     clock = SystemClock()
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    running: set[asyncio.Task[None]] = set()
     async with job_context(settings) as ctx:
 
         async def tick() -> None:
-            summary = await run_due_jobs(ctx, clock.now())
+            task = asyncio.current_task()
+            assert task is not None
+            running.add(task)
+            try:
+                summary = await run_due_jobs(ctx, clock.now(), jobs=jobs)
+            finally:
+                running.discard(task)
             if any(summary.values()):
                 log.info("tick: %s", json.dumps(summary, ensure_ascii=False))
 
@@ -86,6 +100,14 @@ async def run_worker(settings: Settings) -> None:
         scheduler.start()
         log.info("worker %s started; ticking every %ss", ctx.worker_id, TICK_SECONDS)
         await stop.wait()
+        scheduler.pause()  # no new tick; APScheduler's shutdown would cancel the running one
+        if running:
+            log.info("waiting up to %ss for the running tick", grace)
+            _, late = await asyncio.wait(set(running), timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         scheduler.shutdown(wait=False)
     log.info("worker stopped")
 

@@ -7,8 +7,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.richmenu.segments import refresh_menus
 from delivery.context import JobContext, JobSummary
 from delivery.engine import Engine
+from flows.broadcasts import runner as broadcasts
 from flows.listeners import delivery_flows
 from flows.points.expiry import expire_points
 from flows.points.monthly import mark_monthly
@@ -34,14 +36,23 @@ async def deliver(ctx: JobContext, now: datetime, shop_id: str | None) -> JobSum
     return await Engine(delivery_flows(ctx.settings.public_base)).run(ctx, now, shop_id)
 
 
+async def broadcast(ctx: JobContext, now: datetime, shop_id: str | None) -> JobSummary:
+    """Segment broadcasts: freeze the audiences whose moment came, then multicast every due batch."""
+    started = await broadcasts.start_due(ctx, now, shop_id)
+    sent = await broadcasts.send_due(ctx, now, shop_id)
+    return {**{f"start:{k}": v for k, v in started.items()}, **sent}
+
+
 # Order matters: the outbox first, so flow state left behind by a crash is current before the flows run;
-# points expiries before anything that shows or filters on a balance; the monthly notice's marking before
-# the delivery that sends it.
+# points expiries before anything that shows or filters on a balance (notices, segments of broadcasts);
+# the monthly notice's marking before the delivery that sends it.
 JOBS: Sequence[Job] = (
     Job("outbox", drain_outbox),
     Job("points_expiry", expire_points),
     Job("points_monthly", mark_monthly),
     Job("delivery", deliver),
+    Job("broadcasts", broadcast),
+    Job("segment_menus", refresh_menus),
 )
 
 

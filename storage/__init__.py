@@ -26,7 +26,13 @@ Collections
   by delivery key; clicks and attributed orders.
 - `link_tokens`: one-time linking tokens (LINE Login state, chat codes, account-link nonces), TTL-expired.
 - `shop_settings`: typed settings sections per shop (storage.shop_settings).
+- `segments`, `segment_members`: saved customer filters (with their own rich menu's refresh state, a
+  leased collection) and who may be linked to that menu (storage.segments).
+- `broadcasts`, `broadcast_batches`: broadcasts to a segment and their frozen audience in batches of at
+  most 500 LINE users, both leased collections (storage.broadcasts, storage.leases).
 - `reminder_shop_state`: per-shop pauses of reminder sending (LINE monthly quota spent).
+- `dashboard_sessions`: signed-in dashboard sessions (hashed tokens, CSRF token, expiry), TTL-expired.
+- `deployment_keys`: per-deployment random keys made once and shared by every process (dashboard cookies).
 
 This package knows MongoDB; it never knows HTTP.
 """

@@ -1,4 +1,5 @@
-"""`contacts`: one delivery-state document per customer, shared by every per-customer flow, with leased batch claims.
+"""`contacts`: one delivery-state document per customer, shared by every per-customer flow, with leased batch claims
+(the leased-collection mechanics — due stream, range claim, read-back, conditional settle — are `storage.leases`).
 
 Document (`_id` = customer key "<shop_id>:<line_user_id>"):
   shop_id, line_user_id,
@@ -28,35 +29,27 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import UpdateOne
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.bulk import only_duplicates
 from storage.database import Database, Document, IndexSpec, find_by_ids
 from storage.keys import customer_key
+from storage.leases import BY_ID, DUE_INDEX, NEVER, Conditional, DueRef, Lease, LeasedCollection
 
 CONTACTS = "contacts"
-NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # "nothing due": sorts after every real time, so `$min` works
-DUE_INDEX = [("next_due_at", ASCENDING), ("_id", ASCENDING)]
 # The one secondary index: every claim and settle rewrites it (each extra index costs every write).
 DUE = "contact_due"
 INDEXES: list[IndexSpec] = [IndexSpec(CONTACTS, DUE_INDEX, DUE)]
-BY_ID = "_id_"
+# NEVER and DueRef are re-exported: flows compare due times with NEVER, tests read the due stream.
+__all__ = ["CONTACTS", "DUE", "INDEXES", "LOG_KEEP", "NEVER", "SENT_KEEP", "ContactRepository", "DueRef", "Lookup",
+           "Settle", "ingest_pipeline", "states_pipeline"]
 SENT_KEEP = 60  # frequency caps count at most this many sends in a week
 LOG_KEEP = 30
-
-
-@dataclass(frozen=True)
-class DueRef:
-    """A due contact as the due stream sees it."""
-
-    id: str
-    shop_id: str
-    due: datetime
 
 
 @dataclass(frozen=True)
@@ -66,6 +59,11 @@ class Lookup:
     collection: str
     as_field: str
     fields: Mapping[str, int] | None = None  # projection; None: the whole document
+
+
+def _merge_state(key: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Pipeline expression: `flows` with these fields merged into `flows.<key>` (other flows untouched)."""
+    return _merge_states({key: fields})
 
 
 def _merge_states(states: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -112,13 +110,15 @@ class Settle:
 class ContactRepository:
     def __init__(self, database: Database) -> None:
         self._contacts = database[CONTACTS]
+        self._leased = LeasedCollection(self._contacts, DUE)
 
     # --- ingest side (web processes and listeners) ---
 
     async def put_flow_state(self, shop_id: str, line_user_id: str, key: str, fields: Mapping[str, Any], *,
                              due_at: datetime | None, when: Mapping[str, Any] | None = None,
                              create: bool = True) -> bool:
-        """Merge `fields` into the contact's `flows.<key>` if `when` holds (creating the contact if `create`).
+        """Merge `fields` and `due_at` into the contact's `flows.<key>` if `when` holds (creating the contact if
+        `create`); `due_at` is the sub-state's new due time (None: nothing due).
 
         `when` is a filter on the current document (e.g. `{"flows.reminders.status": {"$ne": "active"}}`);
         when it does not hold for an existing contact nothing changes and False is returned.
@@ -129,11 +129,15 @@ class ContactRepository:
     async def put_flow_states(self, shop_id: str, line_user_id: str, states: Mapping[str, Mapping[str, Any]], *,
                               due_at: datetime | None, when: Mapping[str, Any] | None = None,
                               create: bool = True) -> bool:
-        """`put_flow_state` for several flows' sub-states in one write (`states`: key → fields)."""
+        """`put_flow_state` for several flows' sub-states in one write (`states`: key → fields; each sub-state
+        takes its own `due_at` from its fields when given there, else `due_at`)."""
         query: dict[str, Any] = {"_id": customer_key(shop_id, line_user_id), **(when or {})}
+        states = {key: {"due_at": due_at, **fields} for key, fields in states.items()}
+        dues = [state["due_at"] for state in states.values() if state["due_at"] is not None]
         try:
             result = await self._contacts.update_one(
-                query, states_pipeline(shop_id, line_user_id, states, due_at), upsert=create, hint=BY_ID)
+                query, states_pipeline(shop_id, line_user_id, states, min(dues) if dues else None), upsert=create,
+                hint=BY_ID)
         except DuplicateKeyError:  # the contact exists but `when` does not hold
             return False
         return result.modified_count == 1 or result.upserted_id is not None
@@ -146,6 +150,7 @@ class ContactRepository:
         contact that does not exist yet is created (one read and one bulk upsert, only when some are missing).
         Returns how many contacts changed."""
         keys = [customer_key(shop_id, user) for user in line_user_ids]
+        fields = {**fields, "due_at": due_at}
         result = await self._contacts.update_many({"_id": {"$in": keys}, **when},
                                                   states_pipeline(shop_id, "", {key: fields}, due_at))
         changed = result.modified_count
@@ -164,97 +169,74 @@ class ContactRepository:
                 changed += int(exc.details.get("nUpserted") or 0) + int(exc.details.get("nModified") or 0)
         return changed
 
+    async def wake_flow(self, shop_id: str, key: str, now: datetime, when: Mapping[str, Any]) -> int:
+        """Make every such sub-state of the shop due now (e.g. a definition edit shortened their wait): the
+        engine re-plans them at once. Scans the shop's contacts (no index names a sub-state), so it is for
+        rare admin edits only, never for ingest. Returns how many contacts were woken."""
+        query = {"shop_id": shop_id, f"flows.{key}.due_at": {"$gt": now},
+                 **{f"flows.{key}.{name}": value for name, value in when.items()}}
+        current = {"$ifNull": ["$next_due_at", NEVER]}
+        result = await self._contacts.update_many(query, [{"$set": {
+            "flows": _merge_state(key, {"due_at": now}),
+            "v": {"$add": [{"$ifNull": ["$v", 0]}, 1]},
+            "next_due_at": {"$cond": [{"$eq": [{"$ifNull": ["$claim", None]}, None]},
+                                      {"$min": [current, {"$literal": now}]}, current]},
+        }}])
+        return result.modified_count
+
     async def get(self, shop_id: str, line_user_id: str) -> Document | None:
         return await self._contacts.find_one({"_id": customer_key(shop_id, line_user_id)})
 
     async def get_many(self, ids: Sequence[str]) -> dict[str, Document]:
         return {doc["_id"]: doc for doc in await find_by_ids(self._contacts, ids)}
 
-    # --- engine side (workers) ---
+    # --- engine side (workers): the leased-collection mechanics (`storage.leases`) ---
 
-    def due_cursor(self, now: datetime, shop_id: str | None, size: int) -> AsyncCursor[Document]:
-        """Every contact due at `now` in (next_due_at, _id) order through the due index (`--shop` filters on top)."""
-        query: dict[str, Any] = {"next_due_at": {"$lte": now}}
-        if shop_id is not None:
-            query["shop_id"] = shop_id
-        return self._contacts.find(query, {"_id": 1, "shop_id": 1, "next_due_at": 1}).sort(
-            DUE_INDEX).hint(DUE).batch_size(size)
+    def due_cursor(self, now: datetime, size: int) -> AsyncCursor[Document]:
+        """Every contact due at `now` in (next_due_at, _id) order through the due index."""
+        return self._leased.due_cursor(now, size)
 
-    async def due_stream(self, now: datetime, shop_id: str | None, size: int) -> AsyncIterator[list[DueRef]]:
-        """The due set in lists of `size`: one cursor for the whole run (a `limit` per batch re-reads the set)."""
-        batch: list[DueRef] = []
-        async for doc in self.due_cursor(now, shop_id, size):
-            batch.append(DueRef(doc["_id"], doc.get("shop_id", ""), doc["next_due_at"]))
-            if len(batch) >= size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+    def due_stream(self, now: datetime, shop_id: str | None, size: int) -> AsyncIterator[list[DueRef]]:
+        """The due set in lists of `size`: one cursor for the whole run."""
+        return self._leased.due_stream(now, shop_id, size)
 
     async def claim(self, refs: Sequence[DueRef], token: str, lease_at: datetime, shop_id: str | None) -> None:
-        """Take the contacts of this slice of the due order that are still due: their `next_due_at` becomes
-        `lease_at` (unique to the token), so no other worker sees them until the lease runs out.
-
-        The slice is a range of the due index, (first.due, first.id) ≤ (due, id) ≤ (last.due, last.id), so
-        the claim is at most three indexed `update_many`s whatever the batch size (no `_id` list).
-        """
-        if not refs:
-            return
-        first, last = refs[0], refs[-1]
-        grab = [{"$set": {"prev_claim": "$claim", "claim": {"$literal": token},
-                          "next_due_at": {"$literal": lease_at}}}]
-        scope: dict[str, Any] = {} if shop_id is None else {"shop_id": shop_id}
-        if first.due == last.due:
-            ranges = [{"next_due_at": first.due, "_id": {"$gte": first.id, "$lte": last.id}}]
-        else:
-            ranges = [{"next_due_at": first.due, "_id": {"$gte": first.id}},
-                      {"next_due_at": {"$gt": first.due, "$lt": last.due}},
-                      {"next_due_at": last.due, "_id": {"$lte": last.id}}]
-        for query in ranges:
-            await self._contacts.update_many({**query, **scope}, grab, hint=DUE)
+        """Take the contacts of this slice of the due order that are still due (a range claim)."""
+        await self._leased.claim(refs, Lease(token, lease_at), shop_id)
 
     async def claimed(self, lease_at: datetime, token: str, lookups: Sequence[Lookup]) -> list[Document]:
         """The contacts this token holds, each joined with its customer (`customer`) and the flows' lookups."""
-        docs = await self._joined({"next_due_at": lease_at}, lookups, hint=DUE)
-        return [doc for doc in docs if doc.get("claim") == token]  # not another batch with the same moment
+        joins = (Lookup("customers", "customer"), *lookups)
+        return _unwrap(await self._leased.claimed(Lease(token, lease_at), _lookup_stages(joins)), joins)
 
     async def joined(self, shop_id: str, line_user_id: str, lookups: Sequence[Lookup]) -> Document | None:
         """One contact as the engine reads it (the dry run); None when there is none."""
-        docs = await self._joined({"_id": customer_key(shop_id, line_user_id)}, lookups, hint=BY_ID)
+        joins = (Lookup("customers", "customer"), *lookups)
+        docs = _unwrap(await self._leased.aggregate({"_id": customer_key(shop_id, line_user_id)},
+                                                    _lookup_stages(joins)), joins)
         return docs[0] if docs else None
 
-    async def _joined(self, match: dict[str, Any], lookups: Sequence[Lookup], *, hint: Any) -> list[Document]:
-        joins = (Lookup("customers", "customer"), *lookups)
-        pipeline: list[dict[str, Any]] = [{"$match": match}]
-        for lookup in joins:
-            pipeline.append({"$lookup": {"from": lookup.collection, "localField": "_id", "foreignField": "_id",
-                                         "as": lookup.as_field}})
-        # One batch of any size: a first batch of 101 would cost one more round trip per 1,000 contacts.
-        docs = [doc async for doc in await self._contacts.aggregate(pipeline, hint=hint, batchSize=100_000)]
-        for doc in docs:
-            for lookup in joins:
-                joined = doc.get(lookup.as_field) or []
-                doc[lookup.as_field] = joined[0] if joined else None
-        return docs
-
     async def settle(self, settles: Sequence[Settle]) -> list[str]:
-        """Write each contact's result; returns the ids whose claim or version changed meanwhile."""
-        if not settles:
-            return []
-        ops = [UpdateOne({"_id": s.contact_id, "claim": s.token, "v": s.version}, s.update, hint=BY_ID)
-               for s in settles]
-        result = await self._contacts.bulk_write(ops, ordered=False)
-        if result.matched_count == len(ops):
-            return []
-        fresh = await self.get_many([s.contact_id for s in settles])
+        """Write each contact's result; returns the ids whose version changed meanwhile (still held by us)."""
+        versions = {s.contact_id: s.version for s in settles}
+        fresh = await self._leased.settle([Conditional(s.contact_id, s.token, s.update, {"v": s.version})
+                                           for s in settles])
         return [s.contact_id for s in settles
-                if (doc := fresh.get(s.contact_id)) is not None and doc.get("claim") == s.token
-                and doc.get("v", 0) != s.version]
+                if (doc := fresh.get(s.contact_id)) is not None and doc.get("v", 0) != versions[s.contact_id]]
 
     async def release(self, contact_ids: Sequence[str], token: str, due: Mapping[str, datetime]) -> None:
         """Give contacts back unchanged (e.g. their shop is paused): free the claim, restore the due time."""
-        ops = [UpdateOne({"_id": cid, "claim": token}, {"$set": {"claim": None, "prev_claim": None,
-                                                                "next_due_at": due.get(cid, NEVER)}}, hint=BY_ID)
-               for cid in contact_ids]
-        if ops:
-            await self._contacts.bulk_write(ops, ordered=False)
+        await self._leased.release(contact_ids, token, due)
+
+
+def _lookup_stages(joins: Sequence[Lookup]) -> list[dict[str, Any]]:
+    return [{"$lookup": {"from": lookup.collection, "localField": "_id", "foreignField": "_id",
+                         "as": lookup.as_field}} for lookup in joins]
+
+
+def _unwrap(docs: list[Document], joins: Sequence[Lookup]) -> list[Document]:
+    for doc in docs:
+        for lookup in joins:
+            joined = doc.get(lookup.as_field) or []
+            doc[lookup.as_field] = joined[0] if joined else None
+    return docs

@@ -210,6 +210,17 @@ class CustomerRepository:
         if intent is not None:
             await intent.deliver()
 
+    async def reachability_changed(self, shop_id: str, since: datetime) -> dict[str, Document]:
+        """Customers who blocked us or opted out at or after `since` (two indexed ranges): who of an audience
+        frozen at `since` may have become unreachable. The current documents are returned (the caller
+        checks what holds now: a customer may have come back)."""
+        found: dict[str, Document] = {}
+        projection = {"line_user_id": 1, "friend": 1, "blocked": 1, "opted_out": 1}
+        for moment in ("unfollowed_at", "opted_out_at"):
+            async for doc in self._customers.find({"shop_id": shop_id, moment: {"$gte": since}}, projection):
+                found[str(doc["line_user_id"])] = doc
+        return found
+
     async def map_shop_customer_ids(self, shop_id: str, pairs: list[tuple[str, str]], now: datetime) -> None:
         """Record shop customer ID -> LINE user; an ID moves away from whoever held it before."""
         for shop_customer_id, line_user_id in pairs:
@@ -257,6 +268,9 @@ INDEXES: list[IndexSpec] = (
         IndexSpec("customers", [("shop_id", 1), ("linked", 1), ("line_user_id", 1)], "shop_linked_user"),
         IndexSpec("customers", [("shop_id", 1), ("opted_out", 1), ("line_user_id", 1)], "shop_opted_out_user"),
         IndexSpec("customers", [("shop_id", 1), ("blocked", 1), ("line_user_id", 1)], "shop_blocked_user"),
+        # When a customer stopped being reachable: a broadcast checks its frozen audience against these.
+        IndexSpec("customers", [("shop_id", 1), ("unfollowed_at", 1)], "shop_unfollowed"),
+        IndexSpec("customers", [("shop_id", 1), ("opted_out_at", 1)], "shop_opted_out_at"),
         # Unique among customers that have one; the engine does not plan lookups on a partial
         # index, so a plain one (longer key pattern) serves the look-ups.
         IndexSpec(

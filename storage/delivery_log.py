@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from pymongo import ASCENDING
 
@@ -61,6 +62,13 @@ class DeliveryLog:
         return self._log.find({"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}},
                               hint="shop_flow_at").__aiter__()
 
+    async def flow_names(self, shop_id: str, prefix: str) -> list[str]:
+        """The flow names starting with `prefix` the shop has records of (e.g. its step sequences), sorted."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        pipeline: list[dict[str, Any]] = [{"$match": {"shop_id": shop_id, "flow": {"$gte": prefix, "$lt": end}}},
+                                          {"$group": {"_id": "$flow"}}]
+        return sorted([group["_id"] async for group in await self._log.aggregate(pipeline, hint="shop_flow_at")])
+
     # --- clicks ---
 
     async def record_click(self, shop_id: str, flow: str, step: int | None, key: str, target: str,
@@ -68,11 +76,31 @@ class DeliveryLog:
         await self._clicks.insert_one({"shop_id": shop_id, "flow": flow, "step": step, "key": key,
                                        "target": target, "at": at})
 
-    async def clicks_by_step(self, shop_id: str, flow: str, start: datetime, end: datetime) -> dict[int | None, int]:
-        pipeline = [{"$match": {"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}}},
-                    {"$group": {"_id": "$step", "n": {"$sum": 1}}}]
-        return {group["_id"]: group["n"]
+    async def clicks_by_step_and_day(self, shop_id: str, flow: str, start: datetime, end: datetime,
+                                     timezone: str) -> dict[tuple[int | None, str], int]:
+        """Clicks in [start, end) counted per (step, "YYYY-MM-DD" in `timezone`): one indexed aggregate."""
+        day = {"$dateToString": {"format": "%Y-%m-%d", "date": "$at", "timezone": timezone}}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}}},
+            {"$group": {"_id": {"step": "$step", "day": day}, "n": {"$sum": 1}}}]
+        return {(group["_id"].get("step"), group["_id"]["day"]): group["n"]
                 async for group in await self._clicks.aggregate(pipeline, hint="shop_flow_at")}
+
+    async def clicks_of(self, key: str, start: datetime, end: datetime) -> int:
+        """Clicks on the links of one delivery key in [start, end) (a broadcast: one key for everyone)."""
+        pipeline: list[dict[str, Any]] = [{"$match": {"key": key, "at": {"$gte": start, "$lt": end}}}, {"$count": "n"}]
+        found = [doc async for doc in await self._clicks.aggregate(pipeline)]
+        return int(found[0]["n"]) if found else 0
+
+    async def key_clicks_by_step_and_day(self, key: str, start: datetime, end: datetime,
+                                         timezone: str) -> dict[tuple[int | None, str], int]:
+        """`clicks_by_step_and_day` for one delivery key (a broadcast's), through the (key, at) index."""
+        day = {"$dateToString": {"format": "%Y-%m-%d", "date": "$at", "timezone": timezone}}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"key": key, "at": {"$gte": start, "$lt": end}}},
+            {"$group": {"_id": {"step": "$step", "day": day}, "n": {"$sum": 1}}}]
+        return {(group["_id"].get("step"), group["_id"]["day"]): group["n"]
+                async for group in await self._clicks.aggregate(pipeline)}
 
     async def first_clicks(self, keys: Sequence[str]) -> dict[str, datetime]:
         """The first click on each of these deliveries (a customer's few recent keys; an indexed read each)."""

@@ -36,9 +36,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.bulk import only_duplicates
-from storage.customers import customer_key, new_customer_fields
+from storage.customers import new_customer_fields
 from storage.database import Database, Document, IndexSpec
-from storage.keys import browser_key, shop_scoped
+from storage.keys import browser_key, customer_key, shop_scoped
 from storage.paging import newest_first_page
 from storage.products import ProductRepository
 from storage.signals import Intent

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from storage.customers import customer_key
 from storage.database import Database, Document, find_by_ids
+from storage.keys import customer_key
 
 PROFILES = "reminder_profiles"
 

@@ -7,15 +7,19 @@ one started alone on an empty database creates all of them.
 from __future__ import annotations
 
 from storage import (
+    broadcasts,
     browsers,
     contacts,
     customers,
+    dashboard_sessions,
     delivery_log,
     events,
     link_tokens,
     orders,
     points,
     products,
+    segments,
+    sequences,
     signals,
     webhook_events,
 )
@@ -33,4 +37,8 @@ INDEXES: list[IndexSpec] = [
     *delivery_log.INDEXES,
     *link_tokens.INDEXES,
     *signals.INDEXES,
+    *sequences.INDEXES,
+    *dashboard_sessions.INDEXES,
+    *segments.INDEXES,
+    *broadcasts.INDEXES,
 ]

@@ -231,6 +231,16 @@ class DeliverySettings(SettingsSection):
                                  description="a stable random share of customers per flow, recorded but not sent to")
 
 
+class TagRules(SettingsSection):
+    """Tags the server keeps by itself (seed 003: what subscription apps do to customer tags)."""
+
+    purchase_count_tag: bool = Field(default=False, description="keep a `purchase-count:N` tag current at order ingest")
+    purchase_count_prefix: Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[^\x00-\x1f\x7f*]+$")] = (
+        "purchase-count:")
+    resume_clears_pause: bool = Field(
+        default=False, description="adding `<x>-resume` (or `<x>-resume:…`) removes `<x>-pause` and `<x>-pause:…`")
+
+
 SECTIONS: dict[str, type[SettingsSection]] = {
     "reminders": ReminderSettings,
     "cart": CartSettings,
@@ -239,6 +249,7 @@ SECTIONS: dict[str, type[SettingsSection]] = {
     "rich_menu": RichMenuSettings,
     "tracking": TrackingSettings,
     "delivery": DeliverySettings,
+    "tags": TagRules,
 }
 S = TypeVar("S", bound=SettingsSection)
 

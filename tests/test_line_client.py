@@ -161,3 +161,19 @@ async def test_push_json_shares_the_retry_and_quota_handling(line: LineClients, 
     with pytest.raises(QuotaExhausted):
         await client.push_json(USER, [FLEX], retry_key=retry_key_for("j3"))
     assert len(await sim.messages()) == 1
+
+
+async def test_idle_clients_are_closed_so_rotated_tokens_do_not_pile_up(linesim_url: str) -> None:
+    clients = LineClients(linesim_url, timeout=5)
+    try:
+        old = clients.for_token("old-token")
+        current = clients.for_token("new-token")
+        assert clients.open_clients == 2 and old.last_used <= current.last_used
+        session = clients.http_session()
+        assert clients.http_session() is session  # one pooled session: pushes and LINE Login share it
+        current.last_used = old.last_used + LineClients.IDLE  # the new token is in use, the old one is not
+        clients._prune(old.last_used + LineClients.IDLE + 1)
+        assert clients.open_clients == 1 and clients.for_token("new-token") is current
+        assert clients.for_token("old-token") is not old  # a later use makes a fresh one
+    finally:
+        await clients.close()

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 from linebot.v3.messaging import (
@@ -40,6 +41,25 @@ class Deployed:
     replaced: list[str]
 
 
+async def create_with_image(line: LineClient, *, data_api_base: str, access_token: str, body: dict[str, Any],
+                            image: bytes, timeout: float) -> str:
+    """Create a rich menu and upload its image; the menu is deleted again when the upload fails."""
+    api = line.api
+    limit = aiohttp.ClientTimeout(total=timeout)
+    created = await api.create_rich_menu(RichMenuRequest.from_dict(body), _request_timeout=limit)
+    menu_id = str(created.rich_menu_id)
+    try:
+        async with AsyncApiClient(Configuration(host=data_api_base, access_token=access_token)) as client:
+            await AsyncMessagingApiBlob(client).set_rich_menu_image(
+                menu_id, bytearray(image), _headers={"Content-Type": "image/png"}, _request_timeout=limit
+            )
+    except BaseException:
+        with contextlib.suppress(ApiException, OSError):
+            await api.delete_rich_menu(menu_id, _request_timeout=limit)
+        raise
+    return menu_id
+
+
 async def deploy(
     line: LineClient, *, data_api_base: str, access_token: str, shop_id: str, settings: RichMenuSettings,
     now: datetime, timeout: float,
@@ -49,13 +69,9 @@ async def deploy(
     image = render(settings)
     api = line.api
     limit = aiohttp.ClientTimeout(total=timeout)
-    created = await api.create_rich_menu(RichMenuRequest.from_dict(body), _request_timeout=limit)
-    menu_id = created.rich_menu_id
+    menu_id = await create_with_image(line, data_api_base=data_api_base, access_token=access_token, body=body,
+                                      image=image, timeout=timeout)
     try:
-        async with AsyncApiClient(Configuration(host=data_api_base, access_token=access_token)) as client:
-            await AsyncMessagingApiBlob(client).set_rich_menu_image(
-                menu_id, bytearray(image), _headers={"Content-Type": "image/png"}, _request_timeout=limit
-            )
         await api.set_default_rich_menu(menu_id, _request_timeout=limit)
     except BaseException:
         with contextlib.suppress(ApiException, OSError):

@@ -69,15 +69,16 @@ def action(button: RichMenuButton) -> dict[str, Any]:
     return {"type": "postback", "label": button.label, "data": build(button.action), "displayText": button.label}
 
 
-def rich_menu_object(settings: RichMenuSettings, shop_id: str, version: str) -> dict[str, Any]:
-    """The body of LINE's `POST /v2/bot/richmenu` (our menus are recognised by their name prefix)."""
+def rich_menu_object(settings: RichMenuSettings, shop_id: str, version: str, name: str | None = None) -> dict[str, Any]:
+    """The body of LINE's `POST /v2/bot/richmenu` (our menus are recognised by their name prefix; a segment's
+    own menu passes its `name`, which the default menu's deploy does not take for one of its own)."""
     if utf16_len(settings.chat_bar_text) > MAX_CHAT_BAR_TEXT:
         raise ValueError(f"chat_bar_text is longer than {MAX_CHAT_BAR_TEXT} characters")
     (width, height), areas = layout(settings)
     return {
         "size": {"width": width, "height": height},
         "selected": True,
-        "name": f"{NAME_PREFIX}:{shop_id}:{version}",
+        "name": name or f"{NAME_PREFIX}:{shop_id}:{version}",
         "chatBarText": settings.chat_bar_text,
         "areas": [{"bounds": area.bounds.as_json(), "action": action(area.button)} for area in areas],
     }

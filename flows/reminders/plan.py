@@ -7,9 +7,10 @@ similar-product lists) are read once per run with one indexed scan. No reads
 per customer, no sends, no writes: the engine does those, and the dry run
 (`preview`) calls the same `plan_item`, so a preview is exactly what is sent.
 
-The Flex JSON is plain dicts: each product's bubble for a step is built once
-per run (`BubbleTemplate`) and shared by every customer shown it; only the
-click URLs, which name the delivery, are patched in per customer.
+The Flex message is built as JSON bytes: each product's bubble for a step is
+built and encoded once per run (`EncodedTemplate`) and shared by every customer
+shown it; only the click URLs, which name the delivery, are joined in per
+customer, and LINE's size limits are checked on the exact byte counts.
 
 Frequency cap: a capped step is deferred until the cap allows it, and dropped
 (`frequency_cap`) when that would be after the next step falls due (the next
@@ -18,6 +19,7 @@ step supersedes it) — for the last step, after a week.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,12 +28,15 @@ from typing import Any
 from pymongo.asynchronous.cursor import AsyncCursor
 
 from core.clock import as_utc
+from core.flex import EncodedTemplate, encoded_carousel_message
+from core.flex import clip as truncate
+from core.line_limits import MAX_ALT_TEXT
 from delivery.clicks import Click, click_secret, click_url
 from delivery.flow import Intent, IntentKind, delivery_key
 from delivery.windows import quiet_window
 from flows.reminders.choice import Candidates, candidate_lists
 from flows.reminders.decide import CustomerFacts, Decision, decide
-from flows.reminders.message import BubbleTemplate, ProductCard, assemble_carousel, bubble_template
+from flows.reminders.message import URL_SLOT, ProductCard, bubble_template
 from flows.reminders.profile import bought_products, view_stats
 from flows.reminders.timing import step_due_at
 from storage.contacts import Lookup
@@ -94,15 +99,20 @@ class ShopCatalogue:
 
 @dataclass
 class Planned:
-    """The flow's decision for one contact, with what a send needs; `message` is set only for a send."""
+    """The flow's decision for one contact, with what a send needs; `encoded` is set only for a send."""
 
     contact: Document
     shop_id: str
     decision: Decision
     step: ReminderStep | None = None
     key: str | None = None
-    message: dict[str, Any] | None = None  # LINE's JSON, pushed as is (the dry run shows it); never mutate
+    encoded: bytes | None = None  # the Flex message as pushed (compact UTF-8 JSON)
     products: list[Document] = field(default_factory=list)
+
+    @property
+    def message(self) -> dict[str, Any] | None:
+        """The message as LINE's JSON object (the dry run shows it); decoded from what is pushed."""
+        return json.loads(self.encoded) if self.encoded is not None else None
 
     @property
     def line_user_id(self) -> str:
@@ -126,7 +136,7 @@ class RemindersFlow:
     def __init__(self, public_base: str) -> None:
         self._public_base = public_base
         self._shops: dict[str, ShopCatalogue | None] = {}
-        self._bubbles: dict[tuple[str, int, str], BubbleTemplate] = {}  # (shop, step index, product) → bubble
+        self._bubbles: dict[tuple[str, int, str], EncodedTemplate] = {}  # (shop, step index, product) → bubble
 
     def owns(self, state_key: str) -> bool:
         return state_key == STATE_KEY
@@ -175,11 +185,11 @@ class RemindersFlow:
         planned.key = delivery_key(shop_id, planned.line_user_id, CAMPAIGN, planned.cycle_id, decision.step + 1)
         if decision.kind == "send" and decision.choice is not None:
             planned.products = [cat.products[s.product_id] for s in decision.choice.shown]
-            bubbles = [self._template(cat, decision.step, planned.step, p).with_url(
+            bubbles = [self._template(cat, decision.step, planned.step, p).fill(
                 click_url(self._public_base, cat.click_key,
                           Click(shop_id, CAMPAIGN, decision.step + 1, planned.key, f"p:{p['product_id']}")))
                 for p in planned.products]
-            planned.message = assemble_carousel(bubbles, planned.step)
+            planned.encoded = encoded_carousel_message(truncate(planned.step.alt_text, MAX_ALT_TEXT), bubbles)
         return planned
 
     def intent(self, item: Planned, now: datetime) -> Intent:
@@ -196,7 +206,7 @@ class RemindersFlow:
             return Intent(
                 flow=CAMPAIGN, state_key=STATE_KEY, kind=decision.kind, state=decision.state,
                 step=decision.step + 1, cycle=item.cycle_id, reason=decision.reason, due_at=decision.due_at,
-                messages=[item.message] if item.message is not None else None, key=item.key,
+                encoded=b"[" + item.encoded + b"]" if item.encoded is not None else None, key=item.key,
                 window=quiet_window(cat.settings.quiet_hours), stale_after=self._stale_after(cat, item, decision),
                 detail=detail, expects=expects)
         kind: IntentKind = "wait" if decision.kind == "wait" else "end"
@@ -213,8 +223,9 @@ class RemindersFlow:
             return step_due_at(as_utc(anchor), steps[decision.step + 1].delay_days)
         return (decision.due_at or as_utc(anchor)) + LAST_STEP_STALE
 
-    def _template(self, cat: ShopCatalogue, step_index: int, step: ReminderStep, product: Document) -> BubbleTemplate:
-        """The product's bubble on this step, built on first use in the run (the catalogue is fixed per run)."""
+    def _template(self, cat: ShopCatalogue, step_index: int, step: ReminderStep, product: Document) -> EncodedTemplate:
+        """The product's bubble on this step, built and encoded on first use in the run (the catalogue is
+        fixed per run); each customer's click URL is filled into the encoded bytes."""
         key = (cat.shop.shop_id, step_index, product["product_id"])
         template = self._bubbles.get(key)
         if template is None:
@@ -223,5 +234,5 @@ class RemindersFlow:
                 sale_price=product.get("sale_price"), image_url=product.get("image_url"),
                 total_stock=int(product.get("total_stock") or 0) if product.get("track_inventory") else None,
             )
-            template = self._bubbles[key] = bubble_template(card, step)
+            template = self._bubbles[key] = EncodedTemplate(bubble_template(card, step).bubble, URL_SLOT)
         return template

@@ -15,8 +15,9 @@ from typing import Any
 from delivery.engine import Engine, ShopInfo, Work, shop_infos
 from flows.reminders.plan import STATE_KEY, RemindersFlow
 from storage.contacts import ContactRepository
-from storage.customers import CustomerRepository, customer_key
+from storage.customers import CustomerRepository
 from storage.database import Database, Document
+from storage.keys import customer_key
 
 MAX_HOPS = 3  # wait → due → postponed past quiet hours / the cap → send
 ACTIONS = {"send": "send", "defer": "postpone", "hold": "hold", "drop": "skip", "skip": "skip"}
@@ -75,7 +76,7 @@ async def dry_run(database: Database, public_base: str, shop_id: str, line_user_
         "_id": customer_key(shop_id, line_user_id), "shop_id": shop_id, "line_user_id": line_user_id,
         "flows": {}, "customer": customer, "profile": None}
     await flow.prepare(database, {shop_id})
-    info = (await shop_infos(database, [shop_id]))[shop_id]
+    info = (await shop_infos(database, [shop_id], at))[shop_id]
     reminder = (contact.get("flows") or {}).get(STATE_KEY) or {}
     now, later = describe(flow, engine, contact, info, at)
     result: dict[str, Any] = {"line_user_id": line_user_id, "cycle_id": reminder.get("cycle_id"),

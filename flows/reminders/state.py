@@ -24,9 +24,8 @@ from flows.reminders.plan import STATE_KEY, hinted, index_for
 from flows.reminders.profile import VIEWS_KEEP, field_key, paid_items, trim, view_entry, views_from_rows
 from flows.reminders.timing import step_due_at
 from storage.contacts import ContactRepository
-from storage.customers import customer_key
 from storage.database import Database, Document, find_by_ids
-from storage.keys import browser_key, view_key
+from storage.keys import browser_key, customer_key, view_key
 from storage.reminders import ReminderProfileRepository
 from storage.shop_settings import ReminderSettings, ShopSettingsRepository
 

@@ -70,3 +70,46 @@ async def test_rich_menu_object_rules(sim: Any) -> None:
     assert {d["property"] for d in (await resp.json())["details"]} == {"areas[1].bounds"}
     resp = await sim.post("/v2/bot/richmenu", json=rich_menu(2500, 2000), headers=AUTH)
     assert resp.status == 400  # width/height < 1.45
+
+
+async def test_rich_menus_linked_per_user_in_bulk_and_back_to_the_default(sim: Any) -> None:
+    from .linesim_helpers import USER, USER2
+
+    default, own = await create(sim), await create(sim)
+    for menu_id in (default, own):
+        assert (await upload(sim, menu_id, png(2500, 843))).status == 200
+    assert (await sim.post(f"/v2/bot/user/all/richmenu/{default}", headers=AUTH)).status == 200
+    link = await sim.post("/v2/bot/richmenu/bulk/link", json={"richMenuId": own, "userIds": [USER, USER2]},
+                          headers=AUTH)
+    assert link.status == 202
+    for user in (USER, USER2):
+        got = await sim.get(f"/v2/bot/user/{user}/richmenu", headers=AUTH)
+        assert (await got.json()) == {"richMenuId": own}
+    unlink = await sim.post("/v2/bot/richmenu/bulk/unlink", json={"userIds": [USER]}, headers=AUTH)
+    assert unlink.status == 202
+    assert (await sim.get(f"/v2/bot/user/{USER}/richmenu", headers=AUTH)).status == 404  # sees the default
+    assert (await sim.delete(f"/v2/bot/user/{USER2}/richmenu", headers=AUTH)).status == 200
+    assert (await sim.post(f"/v2/bot/user/{USER}/richmenu/{own}", headers=AUTH)).status == 200
+    assert (await sim.delete(f"/v2/bot/richmenu/{own}", headers=AUTH)).status == 200  # unlinks its users
+    assert (await sim.get(f"/v2/bot/user/{USER}/richmenu", headers=AUTH)).status == 404
+
+
+async def test_bulk_links_are_checked_against_lines_schema_and_limits(sim: Any) -> None:
+    from .linesim_helpers import USER
+
+    menu_id = await create(sim)
+    no_image = await sim.post("/v2/bot/richmenu/bulk/link", json={"richMenuId": menu_id, "userIds": [USER]},
+                              headers=AUTH)
+    assert no_image.status == 400
+    assert (await upload(sim, menu_id, png(2500, 843))).status == 200
+    for body in ({"richMenuId": menu_id, "userIds": []},
+                 {"richMenuId": menu_id, "userIds": [USER] * 501},
+                 {"richMenuId": menu_id, "userIds": ["not-a-user"]},
+                 {"userIds": [USER]}):
+        response = await sim.post("/v2/bot/richmenu/bulk/link", json=body, headers=AUTH)
+        assert response.status == 400, body
+    unknown = await sim.post("/v2/bot/richmenu/bulk/link", json={"richMenuId": "richmenu-" + "0" * 32,
+                                                                  "userIds": [USER]}, headers=AUTH)
+    assert unknown.status == 404
+    assert (await sim.post("/v2/bot/richmenu/bulk/unlink", json={"userIds": []}, headers=AUTH)).status == 400
+    assert (await sim.get("/v2/bot/user/nobody/richmenu", headers=AUTH)).status == 400

@@ -18,8 +18,9 @@ from delivery.engine import Engine, EngineConfig
 from flows.listeners import delivery_flows
 from linesim.client import SimClient
 from storage.contacts import ContactRepository
-from storage.customers import CustomerRepository, customer_key
+from storage.customers import CustomerRepository
 from storage.database import Database
+from storage.keys import customer_key
 from tests.conftest import ShopHandle
 
 

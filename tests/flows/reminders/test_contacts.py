@@ -7,7 +7,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from storage.customers import customer_key
+from storage.keys import customer_key
 from tests.conftest import START
 from tests.flows.reminders.conftest import World, days
 

@@ -125,8 +125,7 @@ async def test_batch_and_ingest_queries_use_indexes(world: World) -> None:
     assert [r.id for r in refs] == [f"{shop_id}:{U1}"]
     assert len(await customer_views(world.db, shop_id, U1)) == 1
     cursors = [
-        ("contact_due", repo.due_cursor(START + days(3), None, 10)),
-        ("contact_due", repo.due_cursor(START + days(3), shop_id, 10)),
+        ("contact_due", repo.due_cursor(START + days(3), 10)),
         ("shop_product", catalogue_cursor(world.db, shop_id)),
         ("_id_", world.db["reminder_profiles"].find({"_id": {"$in": [f"{shop_id}:{U1}", "x"]}})),
         ("_id_", world.db["customers"].find({"_id": {"$in": [f"{shop_id}:{U1}", "x"]}})),
