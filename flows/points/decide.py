@@ -7,7 +7,8 @@ expiry job), so a decision needs no read of its own:
   announced), with the balance — several earns before a run are one message;
 - monthly: the balance (and the soonest expiry when within 30 days) once per month, when above 0;
 - expiry: "N points expire on <date>", `expiry_lead_days` before each expiry moment, once per moment (lots
-  expiring at the same moment are one reminder); the flow wakes at every expiry moment to plan the next one.
+  expiring at the same moment are one reminder; `reminded` lists the moments reminded and still ahead); the
+  flow wakes at every expiry moment to plan the next one.
 A notice that would show a balance while an expiry is overdue (the worker has not written it yet) waits a
 little rather than show expired points. Reachability, quiet hours, the cap and the holdout are the delivery
 policy's, applied to what this returns.
@@ -143,20 +144,23 @@ def reminder_moment(expires_at: datetime, settings: PointsSettings) -> datetime:
 
 def decide_expiry(state: Mapping[str, Any], facts: PointsFacts, settings: PointsSettings, now: datetime) -> Decision:
     expiry, amount = facts.soonest_expiry_at, facts.soonest_expiring_amount
-    reminded = state.get("reminded_until")
-    expects = {"reminded_until": reminded}
+    reminded = [as_utc(at) for at in state.get("reminded") or ()]
+    expects = {"reminded": state.get("reminded")}
     if expiry is None or not amount:
         return _end("nothing_expires")
     if facts.overdue(now):
         return _overdue(now)
     # Until a lot expires, the flow wakes at its moment at the latest: the worker expires it first in that
     # tick, and the flow then finds the next lot (the expiry job writes nothing to the contacts itself).
-    if reminded is not None and expiry <= as_utc(reminded):
+    # The moments reminded are kept one by one (not "everything up to"): a lot earned after a reminder may
+    # expire before the lot reminded, and is then reminded in its turn.
+    if expiry in reminded:
         return Decision("wait", {"due_at": expiry}, "reminded")
     if not settings.expiry_reminder:
         return Decision("wait", {"due_at": expiry}, "disabled")
     moment = reminder_moment(expiry, settings)
     if now < moment:
         return Decision("wait", {"due_at": moment})
-    return Decision("send", {"due_at": expiry, "reminded_until": expiry}, cycle=f"x{int(expiry.timestamp() * 1000)}",
+    still_ahead = sorted({at for at in reminded if at > now} | {expiry})  # passed moments are dropped
+    return Decision("send", {"due_at": expiry, "reminded": still_ahead}, cycle=f"x{int(expiry.timestamp() * 1000)}",
                     content=Expiring(int(amount), expiry, facts.balance), stale_after=expiry, expects=expects)

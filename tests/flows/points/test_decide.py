@@ -85,8 +85,12 @@ EXPIRES = NOW + 7 * DAY
          NOW + timedelta(seconds=1)),
         ({}, PointsFacts(300, 300, NOW + 30 * DAY, 200), PointsSettings(expiry_lead_days=30), "send", None,
          NOW + 30 * DAY),
-        ({"reminded_until": EXPIRES}, PointsFacts(300, 300, EXPIRES, 200), ON, "wait", "reminded", EXPIRES),
-        ({"reminded_until": EXPIRES - DAY}, PointsFacts(300, 300, EXPIRES, 200), ON, "send", None, EXPIRES),
+        ({"reminded": [EXPIRES]}, PointsFacts(300, 300, EXPIRES, 200), ON, "wait", "reminded", EXPIRES),
+        ({"reminded": [EXPIRES - DAY]}, PointsFacts(300, 300, EXPIRES, 200), ON, "send", None, EXPIRES),
+        # a lot earned after the reminder of a later one, expiring sooner: reminded in its turn
+        ({"reminded": [EXPIRES + DAY]}, PointsFacts(300, 300, EXPIRES, 200), ON, "send", None, EXPIRES),
+        ({"reminded": [NOW - DAY, EXPIRES + DAY]}, PointsFacts(300, 300, EXPIRES + DAY, 200), ON, "wait",
+         "reminded", EXPIRES + DAY),
         ({}, PointsFacts(300, 300, EXPIRES, 200), PointsSettings(expiry_reminder=False), "wait", "disabled",
          EXPIRES),
         ({}, PointsFacts(300, 300), ON, "end", "nothing_expires", None),
@@ -99,7 +103,8 @@ def test_expiry(state: dict[str, Any], facts: PointsFacts, settings: PointsSetti
     assert (decision.kind, decision.reason, decision.state["due_at"]) == (kind, reason, due)
     if kind == "send":
         assert decision.content == Expiring(200, facts.soonest_expiry_at, 300)  # type: ignore[arg-type]
-        assert decision.state["reminded_until"] == facts.soonest_expiry_at
+        reminded = [at for at in state.get("reminded", []) if at > NOW]  # passed moments are dropped
+        assert decision.state["reminded"] == sorted({*reminded, facts.soonest_expiry_at})
         assert decision.stale_after == facts.soonest_expiry_at
 
 

@@ -99,3 +99,23 @@ async def test_a_use_before_the_worker_runs_cannot_spend_expired_points(world: W
     assert [e["amount"] for e in await world.ledger(U1, "expire")] == [300]
     assert (await world.run(moment + 2 * MINUTE))["points_expiry"] == {}
     assert await world.balance(U1) == 50
+
+
+async def test_a_lot_earned_after_a_reminder_that_expires_sooner_gets_its_own_reminder(world: World) -> None:
+    await world.settings(earned_notice=False)
+    await world.follow(U1)
+    later, sooner = tokyo(2038, 2, 20, 12, 0), tokyo(2038, 2, 17, 12, 0)
+    await world.earn(U1, "o-1", 200, expires_at=later, at=tokyo(2038, 1, 5, 12, 0))
+    await world.run(later - 7 * DAY)
+    assert [alt for _, alt in await world.notices(U1)] == ["200ptが2038年2月20日(土)に失効します"]
+
+    # A campaign's points with a short validity, earned after that reminder: reminded at once (the lead has
+    # passed), each lot once, and the first lot is not reminded again when the second has expired.
+    await world.earn(U1, "c-1", 50, expires_at=sooner, at=tokyo(2038, 2, 14, 12, 0))
+    await world.run(tokyo(2038, 2, 14, 12, 1))
+    for at in (sooner - MINUTE, sooner, sooner + DAY, later - MINUTE, later, later + DAY):
+        await world.run(at)
+    assert [alt for _, alt in await world.notices(U1)] == ["200ptが2038年2月20日(土)に失効します",
+                                                           "50ptが2038年2月17日(水)に失効します"]
+    assert [e["amount"] for e in await world.ledger(U1, "expire")] == [50, 200]
+    assert await world.balance(U1) == 0
