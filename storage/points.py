@@ -148,8 +148,9 @@ def expiry_entries(shop_id: str, line_user_id: str, lots: Iterable[Lot], now: da
     for lot in expired_lots(lots, now):
         amount = min(lot.amount, left)
         if amount <= 0:
-            log.error("points of %s:%s: lot %s has %d left but the balance is only %d", shop_id, line_user_id,
-                      lot.source, lot.amount, balance)
+            # No LINE user ID in the log (a personal identifier): the lot's transaction ID finds the customer.
+            log.error("points of shop %s: lot %s has %d left but the balance is only %d", shop_id, lot.source,
+                      lot.amount, balance)
             break
         left -= amount
         transaction_id = f"{EXPIRY_PREFIX}{lot.source}"
