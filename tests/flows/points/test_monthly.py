@@ -70,3 +70,17 @@ async def test_a_late_worker_catches_up_but_a_notice_switched_on_late_waits_for_
     assert len(await world.pushes()) == 1
     await world.run(tokyo(2038, 3, 1, 10, 0))
     assert len(await world.pushes()) == 2
+
+
+async def test_the_month_is_the_shops_when_utc_is_still_in_the_previous_month(world: World) -> None:
+    await world.settings(earned_notice=False, expiry_reminder=False, monthly_notice=True, monthly_day=1,
+                         monthly_hour=8)
+    await world.follow(U_LATER)
+    await world.earn(U_LATER, "l-1", 300, at=tokyo(2037, 12, 5, 12, 0))
+    await world.run(tokyo(2037, 12, 31, 23, 0))  # 14:00 on December 31st in UTC
+    await world.run(tokyo(2038, 1, 1, 7, 59))  # 22:59 on December 31st in UTC
+    assert await world.pushes() == []
+    summary = await world.run(tokyo(2038, 1, 1, 8, 0))  # 23:00 on December 31st in UTC: January in Tokyo
+    assert summary["points_monthly"] == {"shops": 1, "marked": 1}
+    assert await world.notices() == [(U_LATER, "現在のポイント: 300pt")]
+    assert [doc["_id"] async for doc in world.db["job_runs"].find({})] == [f"points_monthly:{world.shop.shop_id}:2038-01"]
