@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -131,7 +132,8 @@ async def put_product(call: Call[ProductBody, None]) -> Reply:
 @routes.route("POST", SHOP_PATH + "/products/bulk", summary="Create or replace up to 1,000 products in one request",
            body=ProductBulk, response=BulkResult, tag="products")
 async def bulk_put_products(call: Call[ProductBulk, None]) -> BulkResult:
-    items = [(p.product_id, p.model_dump(exclude={"product_id"})) for p in call.body.products]
+    items: list[tuple[str, Mapping[str, Any]]] = [(p.product_id, p.model_dump(exclude={"product_id"}))
+                                                  for p in call.body.products]
     result = await ProductRepository(call.db).bulk_upsert(call.current_shop.shop_id, items, call.now())
     return BulkResult(created=result.created, updated=result.updated)
 

@@ -22,7 +22,7 @@ def _declare(section: str, model: type[SettingsSection]) -> None:
         return await ShopSettingsRepository(call.db).get(call.current_shop.shop_id, model)
 
     async def replace(call: Call[Any, None]) -> SettingsSection:
-        settings = call.body
+        settings: SettingsSection = call.body
         await ShopSettingsRepository(call.db).put(call.current_shop.shop_id, settings, call.now())
         return settings
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 
 from bot.app import create_app
 from bot.typedefs import DATABASE
@@ -53,7 +54,7 @@ async def timed(label: str, rows: int, work: Any) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
-        settings = Settings(data_dir=Path(data_dir), operator_token=OPERATOR, log_level="WARNING")
+        settings = Settings(data_dir=Path(data_dir), operator_token=SecretStr(OPERATOR), log_level="WARNING")
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings)))
         await client.start_server()
         try:

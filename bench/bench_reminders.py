@@ -25,7 +25,6 @@ import asyncio
 import os
 import random
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -141,7 +140,7 @@ async def seed(db: Any, shop_id: str, customers: int, views: int, products: int)
 async def write_ceiling(db: Any, shop_id: str, sample: int) -> float:
     """Messages/s the database alone allows: each message costs its share of the claim's `update_many`
     and one conditional settle update — measured on a copy of `sample` contacts with the same shapes."""
-    from storage.contacts import DUE_INDEX, NEVER
+    from storage.leases import DUE_INDEX, NEVER
 
     scratch = db["ceiling_contacts"]
     docs = [doc async for doc in db["contacts"].find({"shop_id": shop_id}).limit(sample)]
@@ -183,17 +182,18 @@ async def one_size(args: argparse.Namespace, customers: int) -> None:
     from storage.shops import LineCredentials, ShopRepository
 
     print(f"\n== {customers:,} customers due now", flush=True)
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[asyncio.subprocess.Process] = []
+    quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
     with tempfile.TemporaryDirectory(prefix="bench-reminders-") as tmp:
         try:
             db_port = free_port()
-            db_process = subprocess.Popen(
-                [*server_command(), "--host", "127.0.0.1", "--port", str(db_port), "--storage-path", f"{tmp}/db",
-                 "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            db_process = await asyncio.create_subprocess_exec(
+                *server_command(), "--host", "127.0.0.1", "--port", str(db_port), "--storage-path", f"{tmp}/db",
+                "--log-level", "WARNING", **quiet)  # type: ignore[arg-type]
             children.append(db_process)
             sim_port = free_port()
-            sim_process = subprocess.Popen([sys.executable, "-m", "linesim", "--port", str(sim_port)],
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            sim_process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "linesim", "--port", str(sim_port), **quiet)  # type: ignore[arg-type]
             children.append(sim_process)
             wait_port(db_port)
             wait_port(sim_port)
@@ -257,9 +257,10 @@ async def one_size(args: argparse.Namespace, customers: int) -> None:
             for child in children:
                 child.terminate()
                 try:
-                    child.wait(timeout=15)
-                except subprocess.TimeoutExpired:
+                    await asyncio.wait_for(child.wait(), timeout=15)
+                except TimeoutError:
                     child.kill()
+                    await child.wait()
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 
@@ -27,7 +27,7 @@ class SimClient:
         self._session = session
         self._owned = session is None
 
-    async def __aenter__(self) -> SimClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -52,7 +52,8 @@ class SimClient:
     async def messages(self, to: str | None = None, kind: str | None = None,
                        channel: str | None = None) -> list[dict[str, Any]]:
         params = {k: v for k, v in (("to", to), ("kind", kind), ("channel", channel)) if v}
-        return await self._call("GET", "/_sim/messages", params=params)
+        messages: list[dict[str, Any]] = await self._call("GET", "/_sim/messages", params=params)
+        return messages
 
     async def webhook(self, url: str, channel_secret: str, event: dict[str, Any] | None = None,
                       events: list[dict[str, Any]] | None = None,
@@ -65,7 +66,8 @@ class SimClient:
                            ("destination", destination)):
             if value is not None:
                 body[key] = value
-        return await self._call("POST", "/_sim/webhook", json=body)
+        answer: dict[str, Any] = await self._call("POST", "/_sim/webhook", json=body)
+        return answer
 
     async def faults(self, endpoint: str, status: int | None = None, latency_ms: int | None = None,
                      drop: bool = False, count: int = 1) -> None:
@@ -84,9 +86,9 @@ class SimClient:
 
     async def config(self, **changes: Any) -> dict[str, Any]:
         """`config()` reads; `config(rate_limits={"push": 2}, monthly_quota=10)` changes."""
-        if not changes:
-            return await self._call("GET", "/_sim/config")
-        return await self._call("PUT", "/_sim/config", json=changes)
+        config: dict[str, Any] = await (self._call("GET", "/_sim/config") if not changes
+                                        else self._call("PUT", "/_sim/config", json=changes))
+        return config
 
     async def add_user(self, user_id: str, display_name: str | None = None,
                        picture_url: str | None = None, language: str | None = None,
@@ -96,7 +98,8 @@ class SimClient:
                            ("language", language)):
             if value is not None:
                 body[key] = value
-        return await self._call("POST", "/_sim/users", json=body)
+        user: dict[str, Any] = await self._call("POST", "/_sim/users", json=body)
+        return user
 
     async def reply_token(self, user_id: str) -> str:
-        return (await self._call("POST", "/_sim/reply_tokens", json={"user_id": user_id}))["replyToken"]
+        return str((await self._call("POST", "/_sim/reply_tokens", json={"user_id": user_id}))["replyToken"])

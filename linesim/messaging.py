@@ -61,7 +61,7 @@ def _use_reply_token(state: SimState, token: str) -> str | None:
 
 def _recipients(state: SimState, kind: str, body: dict[str, Any]) -> str | list[str]:
     if kind == "push":
-        return body["to"]
+        return str(body["to"])
     if kind == "multicast":
         return list(body["to"])
     # narrowcast/broadcast: every friend linesim knows of (filters are not simulated)

@@ -100,7 +100,7 @@ def redelivered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def event_from_spec(spec: dict[str, Any], ts: float | None = None) -> dict[str, Any]:
     """Build an event from the short `/_sim/webhook` form, e.g.
     `{"type": "text", "user_id": "U...", "text": "hi"}`."""
-    kind, uid = spec.get("type"), spec.get("user_id")
+    kind, uid = spec.get("type"), str(spec.get("user_id") or "")
     if kind == "follow":
         event = follow_event(uid, bool(spec.get("is_unblocked")), ts)
     elif kind == "unfollow":
@@ -139,10 +139,10 @@ async def send_webhook(bot_url: str, channel_secret: str, events: list[dict[str,
         "x-line-signature": sign(body, channel_secret),
         "User-Agent": "LineBotWebhook/2.0",
     }
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        async with session.post(bot_url, data=body, headers=headers) as resp:
-            text = await resp.text()
-            try:
-                return resp.status, json.loads(text) if text else None
-            except ValueError:
-                return resp.status, text
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
+            session.post(bot_url, data=body, headers=headers) as resp:
+        text = await resp.text()
+        try:
+            return resp.status, json.loads(text) if text else None
+        except ValueError:
+            return resp.status, text

@@ -77,13 +77,13 @@ class Database:
 # Measured cost on the embedded database: +0.2 ms per single-document write, +0.1 ms per bulk
 # write (README "Durability"). Without it, SecantusDB keeps commits in its log buffer and a
 # SIGKILL loses the last ones (tests/storage/test_durability.py).
-WRITE_CONCERN = {"w": "majority", "journal": True}
+WRITE_CONCERN_W, WRITE_CONCERN_JOURNAL = "majority", True
 
 
 def connect(uri: str, db_name: str, *, server_selection_timeout_ms: int = 5000) -> Database:
     """Open a client inside the running loop (the async client binds to it)."""
     client: AsyncMongoClient[Document] = AsyncMongoClient(
         uri, serverSelectionTimeoutMS=server_selection_timeout_ms, tz_aware=True, appname="linecrm",
-        **WRITE_CONCERN,
+        w=WRITE_CONCERN_W, journal=WRITE_CONCERN_JOURNAL,
     )
     return Database(client=client, db=client[db_name])

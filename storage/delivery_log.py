@@ -60,14 +60,14 @@ class DeliveryLog:
     def batches(self, shop_id: str, flow: str, start: datetime, end: datetime) -> AsyncIterator[Document]:
         """The flow's batch documents decided in [start, end)."""
         return self._log.find({"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}},
-                              hint="shop_flow_at").__aiter__()
+                              ).__aiter__()
 
     async def flow_names(self, shop_id: str, prefix: str) -> list[str]:
         """The flow names starting with `prefix` the shop has records of (e.g. its step sequences), sorted."""
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         pipeline: list[dict[str, Any]] = [{"$match": {"shop_id": shop_id, "flow": {"$gte": prefix, "$lt": end}}},
                                           {"$group": {"_id": "$flow"}}]
-        return sorted([group["_id"] async for group in await self._log.aggregate(pipeline, hint="shop_flow_at")])
+        return sorted([group["_id"] async for group in await self._log.aggregate(pipeline)])
 
     # --- clicks ---
 
@@ -84,7 +84,7 @@ class DeliveryLog:
             {"$match": {"shop_id": shop_id, "flow": flow, "at": {"$gte": start, "$lt": end}}},
             {"$group": {"_id": {"step": "$step", "day": day}, "n": {"$sum": 1}}}]
         return {(group["_id"].get("step"), group["_id"]["day"]): group["n"]
-                async for group in await self._clicks.aggregate(pipeline, hint="shop_flow_at")}
+                async for group in await self._clicks.aggregate(pipeline)}
 
     async def clicks_of(self, key: str, start: datetime, end: datetime) -> int:
         """Clicks on the links of one delivery key in [start, end) (a broadcast: one key for everyone)."""
@@ -106,7 +106,7 @@ class DeliveryLog:
         """The first click on each of these deliveries (a customer's few recent keys; an indexed read each)."""
         found: dict[str, datetime] = {}
         for key in dict.fromkeys(keys):
-            doc = await self._clicks.find_one({"key": key}, sort=[("at", ASCENDING)], hint="key_at")
+            doc = await self._clicks.find_one({"key": key}, sort=[("at", ASCENDING)])
             if doc is not None:
                 found[key] = doc["at"]
         return found
@@ -120,9 +120,9 @@ class DeliveryLog:
     async def remove_conversions(self, shop_id: str, order_id: str) -> int:
         """A cancelled or refunded order is no longer anyone's conversion."""
         result = await self._conversions.delete_many({"shop_id": shop_id, "order_id": order_id},
-                                                     hint="shop_order")
+                                                     )
         return result.deleted_count
 
     def conversions(self, shop_id: str, flow: str, start: datetime, end: datetime) -> AsyncIterator[Document]:
         return self._conversions.find({"shop_id": shop_id, "flow": flow, "ordered_at": {"$gte": start, "$lt": end}},
-                                      hint="shop_flow_ordered").__aiter__()
+                                      ).__aiter__()

@@ -19,7 +19,7 @@ async def first_visit(database: Database, shop_id: str, line_user_id: str) -> di
     earliest: Document | None = None
     async for browser in database["browsers"].find(
             {"shop_id": shop_id, "line_user_id": line_user_id},
-            {"first_seen_at": 1, "first_utm": 1, "first_referrer": 1}).hint("shop_line_user"):
+            {"first_seen_at": 1, "first_utm": 1, "first_referrer": 1}):
         seen = browser.get("first_seen_at")
         if seen is not None and (earliest is None or seen < earliest["first_seen_at"]):
             earliest = browser

@@ -297,14 +297,7 @@ class OrderRepository:
                 "$setOnInsert": {**insert, "totals.first_seen_at": now},
             }
             if change.recompute_latest:  # the latest remaining paid order, reading our own writes
-                latest = await self._orders.find_one(
-                    {"shop_id": shop_id, "line_user_id": line_user_id, "status": "paid"},
-                    sort=[("ordered_at", DESCENDING), ("_id", DESCENDING)],
-                    projection={"ordered_at": 1},
-                    hint="shop_user_ordered",
-                    session=session,
-                )
-                update["$set"]["totals.last_purchase_at"] = latest["ordered_at"] if latest else None
+                update["$set"]["totals.last_purchase_at"] = await self._latest_paid(shop_id, line_user_id, session)
             elif change.latest_paid_at is not None:
                 update["$max"] = {"totals.last_purchase_at": change.latest_paid_at}
             updates.append(UpdateOne({"_id": customer_key(shop_id, line_user_id)}, update, upsert=True))
@@ -317,6 +310,20 @@ class OrderRepository:
             if r.outcome != "unchanged":
                 intents.append(await self._database.signals.order_recorded.intend(
                     self._database, r.order, r.previous, now, now=now, session=session))
+
+    async def _latest_paid(self, shop_id: str, line_user_id: str, session: AsyncClientSession) -> datetime | None:
+        """The customer's latest paid order time, newest first through (shop_id, line_user_id, ordered_at).
+
+        The status is checked here, not in the filter: the embedded database plans an index only when it
+        covers every filter field (and a hint makes it walk the whole index).
+        """
+        cursor = self._orders.find({"shop_id": shop_id, "line_user_id": line_user_id},
+                                   {"ordered_at": 1, "status": 1}, session=session).sort(
+            [("ordered_at", DESCENDING), ("_id", DESCENDING)])
+        async for order in cursor:
+            if order.get("status") == "paid":
+                return order.get("ordered_at")
+        return None
 
     async def _ensure_customers(self, shop_id: str, recorded: Sequence[Recorded], now: datetime) -> None:
         """A LINE user named by an unpaid order exists as a customer too (paid ones were upserted with their totals)."""

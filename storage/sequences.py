@@ -78,7 +78,7 @@ class SequenceRepository:
 
     async def of_shop(self, shop_id: str) -> list[Document]:
         return [doc async for doc in self._sequences.find({"shop_id": shop_id}).sort(
-            [("shop_id", ASCENDING), ("sequence_id", ASCENDING)]).hint("shop_sequence")]
+            [("shop_id", ASCENDING), ("sequence_id", ASCENDING)])]
 
     async def for_shops(self, shop_ids: Collection[str]) -> dict[str, list[Document]]:
         """Every sequence of these shops, one indexed read per shop (a run's few shops)."""
@@ -111,8 +111,7 @@ class SequenceRuns:
     async def entered_count(self, shop_id: str, sequence_id: str, start: datetime, end: datetime) -> int:
         """Runs that started in [start, end)."""
         return await self._runs.count_documents(
-            {"shop_id": shop_id, "sequence_id": sequence_id, "entered_at": {"$gte": start, "$lt": end}},
-            hint="shop_sequence_entered")
+            {"shop_id": shop_id, "sequence_id": sequence_id, "entered_at": {"$gte": start, "$lt": end}})
 
     async def goal_counts(self, shop_id: str, sequence_id: str, start: datetime, end: datetime) -> tuple[int, int]:
         """(goals reached in [start, end), of which after a message of the run)."""
@@ -120,5 +119,5 @@ class SequenceRuns:
             {"$match": {"shop_id": shop_id, "sequence_id": sequence_id, "goal_at": {"$gte": start, "$lt": end}}},
             {"$group": {"_id": "$converted", "n": {"$sum": 1}}}]
         counts = {group["_id"]: int(group["n"])
-                  async for group in await self._runs.aggregate(pipeline, hint="shop_sequence_goal")}
+                  async for group in await self._runs.aggregate(pipeline)}
         return sum(counts.values()), counts.get(True, 0)

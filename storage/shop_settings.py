@@ -176,6 +176,7 @@ class MessagingSettings(SettingsSection):
 
 
 RichMenuAction = Literal["points", "history", "link", "opt_out", "opt_in", "url"]
+RichMenuSize = Literal["large", "compact"]  # the two heights a rich menu comes in
 
 
 class RichMenuButton(BaseModel):
@@ -200,7 +201,7 @@ def _default_buttons() -> list[RichMenuButton]:
 
 
 class RichMenuSettings(SettingsSection):
-    size: Literal["large", "compact"] = "compact"
+    size: RichMenuSize = "compact"
     chat_bar_text: Annotated[str, Field(min_length=1), _utf16_max(MAX_CHAT_BAR_TEXT)] = "メニュー"
     background_color: Colour = "#FFFFFF"
     button_color: Colour = "#06C755"

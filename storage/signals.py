@@ -178,7 +178,7 @@ class Signals:
         by_name = {signal.name: signal for signal in self.all()}
         summary = {"redelivered": 0, "failed": 0, "given_up": 0}
         entries: list[Document] = [doc async for doc in database[OUTBOX].find(
-            {"due_at": {"$lte": now}}).sort("due_at", ASCENDING).hint("outbox_due").limit(limit)]
+            {"due_at": {"$lte": now}}).sort("due_at", ASCENDING).limit(limit)]
         for entry in entries:
             taken = await database[OUTBOX].update_one(
                 {"_id": entry["_id"], "due_at": entry["due_at"]},

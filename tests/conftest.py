@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 
 from bot.app import create_app
 from core.clock import FixedClock
@@ -91,7 +92,7 @@ def settings(mongo_uri: str, linesim_url: str, tmp_path: Path) -> Settings:
         line_api_base=linesim_url,
         line_data_api_base=linesim_url,
         line_login_base=linesim_url,
-        operator_token=OPERATOR_TOKEN,
+        operator_token=SecretStr(OPERATOR_TOKEN),
         public_base_url="http://shop-bot.test",
         line_timeout_seconds=5,
     )

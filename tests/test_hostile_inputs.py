@@ -33,7 +33,7 @@ BAD_DATES = st.sampled_from([
     "99999-01-01T00:00:00Z", "0000-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00",
     "2037-13-45T25:61:61Z", "1700000000", "-1", "2037-12-01", "+275760-09-13T00:00:00Z", "NaN", "",
 ])
-BAD_NUMBERS = st.sampled_from([True, False, "100", 1e308, -1e308, 10**40, -(10**40), 1.5, None, [], {}])
+BAD_NUMBERS: st.SearchStrategy[object] = st.sampled_from([True, False, "100", 1e308, -1e308, 10**40, -(10**40), 1.5, None, [], {}])
 SCALARS = st.one_of(NASTY_TEXT, BAD_DATES, BAD_NUMBERS, st.integers(), st.text(max_size=12))
 JSONISH = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
                        | st.dictionaries(st.one_of(NASTY_TEXT, st.text(max_size=8)), inner, max_size=3), max_leaves=8)

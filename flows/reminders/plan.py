@@ -41,7 +41,6 @@ from flows.reminders.profile import bought_products, view_stats
 from flows.reminders.timing import step_due_at
 from storage.contacts import Lookup
 from storage.database import Database, Document
-from storage.schema import INDEXES
 from storage.shop_settings import ReminderSettings, ReminderStep, ShopSettingsRepository
 from storage.shops import Shop
 
@@ -49,24 +48,6 @@ CAMPAIGN = "reminders"  # the flow's name in reports, retry keys and click links
 STATE_KEY = "reminders"  # its key in a contact's `flows`
 CANDIDATES_PER_LIST = 20
 LAST_STEP_STALE = timedelta(days=7)
-
-
-def index_for(collection: str, *fields: str) -> list[tuple[str, int]] | None:
-    """The keys of a declared index starting with `fields` (owned by storage.browsers/orders/products).
-
-    SecantusDB's planner scans the collection when a filter has more fields than
-    an index, so our queries name the index they rely on; looked up, not
-    copied, so a change of direction or suffix in the owner's declaration follows.
-    """
-    for spec in INDEXES:
-        keys = list(spec.keys)
-        if spec.collection == collection and tuple(k for k, _ in keys[: len(fields)]) == fields:
-            return [(k, int(d)) for k, d in keys]
-    return None
-
-
-def hinted(cursor: AsyncCursor[Document], keys: list[tuple[str, int]] | None) -> AsyncCursor[Document]:
-    return cursor.hint(keys) if keys else cursor
 
 
 PRODUCT_FIELDS = {
@@ -77,9 +58,11 @@ PRODUCT_FIELDS = {
 
 
 def catalogue_cursor(database: Database, shop_id: str) -> AsyncCursor[Document]:
-    """The shop's whole catalogue through its (shop_id, product_id) index, projected to what a card needs."""
-    return hinted(database["products"].find({"shop_id": shop_id}, PRODUCT_FIELDS),
-                  index_for("products", "shop_id", "product_id"))
+    """The shop's whole catalogue through a shop_id index, projected to what a card needs.
+
+    Never hinted: the embedded database answers a hinted query by walking the whole index (every shop).
+    """
+    return database["products"].find({"shop_id": shop_id}, PRODUCT_FIELDS)
 
 
 @dataclass

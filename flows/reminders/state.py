@@ -20,7 +20,7 @@ from typing import Any
 from pymongo.asynchronous.cursor import AsyncCursor
 
 from core.clock import as_utc
-from flows.reminders.plan import STATE_KEY, hinted, index_for
+from flows.reminders.plan import STATE_KEY
 from flows.reminders.profile import VIEWS_KEEP, field_key, paid_items, trim, view_entry, views_from_rows
 from flows.reminders.timing import step_due_at
 from storage.contacts import ContactRepository
@@ -80,16 +80,14 @@ VIEW_FIELDS = {"shop_id": 1, "product_id": 1, "line_user_id": 1, "count": 1, "fi
 
 def customer_views_cursor(database: Database, shop_id: str, line_user_id: str) -> AsyncCursor[Document]:
     """All `product_views` rows attributed to the customer (the link-time rebuild; not a hot path)."""
-    return hinted(database["product_views"].find({"shop_id": shop_id, "line_user_id": line_user_id}, VIEW_FIELDS),
-                  index_for("product_views", "shop_id", "line_user_id"))
+    return database["product_views"].find({"shop_id": shop_id, "line_user_id": line_user_id}, VIEW_FIELDS)
 
 
 def customer_orders_cursor(database: Database, shop_id: str, line_user_id: str) -> AsyncCursor[Document]:
     """The customer's orders (any status: filtered in Python, so the filter stays the index's fields)."""
-    return hinted(database["orders"].find({"shop_id": shop_id, "line_user_id": line_user_id},
-                                          {"status": 1, "ordered_at": 1, "created_at": 1, "line_user_id": 1,
-                                           "items.product_id": 1}),
-                  index_for("orders", "shop_id", "line_user_id"))
+    return database["orders"].find({"shop_id": shop_id, "line_user_id": line_user_id},
+                                   {"status": 1, "ordered_at": 1, "created_at": 1, "line_user_id": 1,
+                                    "items.product_id": 1})
 
 
 async def customer_views(database: Database, shop_id: str, line_user_id: str) -> list[Document]:

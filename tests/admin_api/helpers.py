@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.typedefs import DATABASE
@@ -37,7 +38,7 @@ def order(order_id: str = "o-1", **fields: Any) -> dict[str, Any]:
     }
 
 
-async def count(client: TestClient[Any, Any], collection: str, query: dict[str, Any] | None = None) -> int:
+async def count(client: TestClient[web.Request, web.Application], collection: str, query: dict[str, Any] | None = None) -> int:
     return await client.app[DATABASE][collection].count_documents(query or {})
 
 

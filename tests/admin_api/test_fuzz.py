@@ -110,7 +110,7 @@ def operation_strategy(operation: dict[str, Any], components: dict[str, Any]) ->
 def _mutate(value: Any) -> Any:
     """A valid body made wrong in one place (types swapped, negatives), to exercise the error paths."""
     if isinstance(value, dict) and value:
-        key = sorted(value)[0]
+        key = min(value)
         return {**value, key: [value[key]] if not isinstance(value[key], list) else -1}
     return value
 

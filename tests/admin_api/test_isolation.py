@@ -36,8 +36,9 @@ async def test_other_shops_key_is_refused_everywhere(client: TestClient[Any, Any
         ("GET", "/customers/U1/points", None), ("GET", "/customers/U1/points/history", None),
         ("GET", "/settings/reminders", None), ("PUT", "/settings/reminders", {"enabled": True}),
     ]
+    anonymous: dict[str, str] = {}
     for method, path, body in calls:
-        for headers in (intruder.auth, {}):
+        for headers in (intruder.auth, anonymous):
             response = await client.request(method, base + path, json=body, headers=headers)
             text = await response.text()
             assert response.status == 401, (method, path, text)

@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.typedefs import DATABASE
@@ -10,15 +11,16 @@ from storage.orders import OrderRepository, plan_batch
 from tests.admin_api.helpers import BASE, count, error, ok, order, product
 
 
-async def customer(client: TestClient[Any, Any], shop_id: str, user: str) -> dict[str, Any]:
+async def customer(client: TestClient[web.Request, web.Application], shop_id: str, user: str) -> dict[str, Any]:
     doc = await client.app[DATABASE]["customers"].find_one({"_id": f"{shop_id}:{user}"})
     assert doc is not None
-    return doc  # type: ignore[no-any-return]
+    return doc
 
 
-async def sold(client: TestClient[Any, Any], shop_id: str, product_id: str) -> int:
+async def sold(client: TestClient[web.Request, web.Application], shop_id: str, product_id: str) -> int:
     doc = await client.app[DATABASE]["products"].find_one({"_id": f"{shop_id}:{product_id}"})
-    return int(doc["sold_count"])  # type: ignore[index]
+    assert doc is not None
+    return int(doc["sold_count"])
 
 
 async def test_same_order_twice_is_one_and_refund_reverses(client: TestClient[Any, Any], make_shop: Any) -> None:

@@ -1,6 +1,7 @@
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import OPERATOR_TOKEN
@@ -9,7 +10,7 @@ OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 VALID = {"name": "ショップA", "channel_secret": "a" * 32, "channel_access_token": "token-a"}
 
 
-async def count_shops(client: TestClient[Any, Any]) -> int:
+async def count_shops(client: TestClient[web.Request, web.Application]) -> int:
     from bot.typedefs import DATABASE
 
     return await client.app[DATABASE].shops.count_documents({})

@@ -37,7 +37,7 @@ async def shop(make_shop: Callable[..., Awaitable[ShopHandle]]) -> ShopHandle:
 
 
 @pytest.fixture
-def db(client: TestClient[Any, Any]) -> Database:
+def db(client: TestClient[web.Request, web.Application]) -> Database:
     return client.app[DATABASE]
 
 

@@ -9,9 +9,9 @@ import os
 import sys
 from datetime import datetime
 
+from admin_api.orders import OrderBody, order_fields
 from core.settings import load_settings
 from flows.listeners import connect_listeners
-from admin_api.orders import OrderBody, order_fields
 from linking import tracking
 from linking.links import link_browser
 from linking.tracking import BrowserEvent, ingest
@@ -29,7 +29,8 @@ async def main(kind: str, shop_id: str, user: str, at: datetime) -> None:
     async with open_database(settings.mongodb_uri, settings.mongodb_db, settings.data_dir, schema.INDEXES) as db:
         connect_listeners(db.signals)
         signals.Intent.deliver = _die  # type: ignore[method-assign]
-        tracking.deliver_all = _die_all  # type: ignore[assignment]
+        # The name `ingest` calls: tracking imports it from storage.signals (not an export of tracking's own).
+        tracking.deliver_all = _die_all  # type: ignore[attr-defined]
         if kind == "order":
             body = OrderBody.model_validate({"order_id": "o-killed", "line_user_id": user, "status": "paid",
                                              "total": 7000, "ordered_at": at.isoformat(),

@@ -67,7 +67,8 @@ async def test_a_link_whose_process_died_before_its_listeners_still_starts_the_c
     await world.customer(U1)
     await world.view(None, "p1", START, browser="b-killed")  # viewed before linking
     await killed_after(world, settings, "link", START + days(1))
-    assert (await world.db["browsers"].find_one({"_id": f"{world.shop.shop_id}:b-killed"}))["line_user_id"] == U1
+    browser = await world.db["browsers"].find_one({"_id": f"{world.shop.shop_id}:b-killed"})
+    assert browser is not None and browser["line_user_id"] == U1
     assert await world.reminder(U1) == {}
     await drain(world, settings, START + days(1) + timedelta(minutes=2))
     assert (await world.reminder(U1))["cycle_started_at"] == START  # anchored at the view before the link

@@ -12,7 +12,8 @@ from .linesim_helpers import AUTH, jpeg, png, rich_menu
 async def create(sim: Any, body: dict[str, Any] | None = None) -> str:
     resp = await sim.post("/v2/bot/richmenu", json=body or rich_menu(), headers=AUTH)
     assert resp.status == 200, await resp.text()
-    return (await resp.json())["richMenuId"]
+    menu_id: str = (await resp.json())["richMenuId"]
+    return menu_id
 
 
 async def upload(sim: Any, menu_id: str, data: bytes, ctype: str = "image/png") -> Any:

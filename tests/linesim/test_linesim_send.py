@@ -19,13 +19,15 @@ REPLY = "/v2/bot/message/reply"
 
 
 async def records(sim: Any, **params: str) -> list[dict[str, Any]]:
-    return await (await sim.get("/_sim/messages", params=params)).json()
+    found: list[dict[str, Any]] = await (await sim.get("/_sim/messages", params=params)).json()
+    return found
 
 
 async def issue_token(sim: Any, user: str = USER) -> str:
     """A reply token issued the way the bot would get one: in a sent webhook."""
     resp = await sim.post("/_sim/reply_tokens", json={"user_id": user})
-    return (await resp.json())["replyToken"]
+    token: str = (await resp.json())["replyToken"]
+    return token
 
 
 async def test_push_is_recorded(sim: Any, clock: FakeClock) -> None:

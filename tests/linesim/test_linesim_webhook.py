@@ -121,7 +121,7 @@ async def test_sdk_async_client_against_linesim(aiohttp_server: Any) -> None:
             assert bad.value.status == 400 and json.loads(bad.value.body)["message"] == "Invalid reply token"
             profile = await api.get_profile(USER)
             assert profile.user_id == USER
-            menu = await api.create_rich_menu(rich_menu())  # type: ignore[arg-type]
+            menu = await api.create_rich_menu(rich_menu())
             await AsyncMessagingApiBlob(api_client).set_rich_menu_image(
                 menu.rich_menu_id, png(2500, 843), _headers={"Content-Type": "image/png"})
             await api.set_default_rich_menu(menu.rich_menu_id)

@@ -3,6 +3,8 @@ linesim taught that login channel, and small builders for events."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,13 +43,13 @@ async def post_events(
     headers = {"Content-Type": "text/plain;charset=UTF-8"}
     if origin is not None:
         headers["Origin"] = origin
-    data = body if isinstance(body, bytes | str) else __import__("json").dumps(body)
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
     return await client.post(f"/t/{shop_id}/events", data=data, headers=headers)
 
 
 def browser_secret(bid: str) -> str:
     """The secret the tracking script keeps beside a browser ID (here derived, so tests can re-derive it)."""
-    return __import__("hashlib").sha256(f"secret-of-{bid}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"secret-of-{bid}".encode()).hexdigest()[:32]
 
 
 async def request_link_token(
@@ -57,7 +59,7 @@ async def request_link_token(
     if origin is not None:
         headers["Origin"] = origin
     body = {"browser_id": bid, "browser_secret": secret or browser_secret(bid)}
-    return await client.post(f"/t/{shop_id}/link-token", data=__import__("json").dumps(body), headers=headers)
+    return await client.post(f"/t/{shop_id}/link-token", data=json.dumps(body), headers=headers)
 
 
 async def link_token(client: TestClient[Any, Any], shop_id: str, bid: str, secret: str | None = None) -> str:
@@ -68,10 +70,9 @@ async def link_token(client: TestClient[Any, Any], shop_id: str, bid: str, secre
 
 
 async def sim_call(linesim_url: str, method: str, path: str, body: Any) -> Any:
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, linesim_url + path, json=body) as response:
-            assert response.status < 300, await response.text()
-            return await response.json()
+    async with aiohttp.ClientSession() as session, session.request(method, linesim_url + path, json=body) as response:
+        assert response.status < 300, await response.text()
+        return await response.json()
 
 
 @pytest.fixture

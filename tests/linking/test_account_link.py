@@ -20,7 +20,8 @@ async def nonce(client: TestClient[Any, Any], shop: ShopHandle, **body: Any) -> 
     response = await client.post(f"/admin/api/v1/shops/{shop.shop_id}/account-link/nonces",
                                  json={"shop_customer_id": "member-42", **body}, headers=shop.auth)
     assert response.status == 201, await response.text()
-    return await response.json()
+    issued: dict[str, Any] = await response.json()
+    return issued
 
 
 async def test_full_account_link(client: TestClient[Any, Any], shop: ShopHandle, linesim_url: str) -> None:
@@ -42,6 +43,7 @@ async def test_full_account_link(client: TestClient[Any, Any], shop: ShopHandle,
     outcome = await complete_account_link(db, shop.shop_id, user, issued["nonce"], "ok", START)
     assert outcome.ok and outcome.browser_id == bid
     customer = await CustomerRepository(db).get(shop.shop_id, user)
+    assert customer is not None
     assert customer["shop_customer_id"] == "member-42" and customer["linked"] is True
     # The same event handled again (recovery after a crash) confirms the link; anyone else is refused.
     replay = await complete_account_link(db, shop.shop_id, user, issued["nonce"], "ok", START)

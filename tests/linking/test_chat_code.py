@@ -41,8 +41,10 @@ async def test_the_page_issues_a_code_that_opens_line_prefilled(client: TestClie
     response = await client.get(f"/l/{shop.shop_id}/code", params={"lt": token, "return": "https://shop.example/"})
     page = await response.text()
     assert response.status == 200, page
-    code = re.search(r'id="chat-code">([0-9A-Z]{4}-[0-9A-Z]{4})<', page).group(1)
-    link = re.search(r'id="open-line" href="([^"]+)"', page).group(1)
+    code_match = re.search(r'id="chat-code">([0-9A-Z]{4}-[0-9A-Z]{4})<', page)
+    link_match = re.search(r'id="open-line" href="([^"]+)"', page)
+    assert code_match is not None and link_match is not None, page
+    code, link = code_match.group(1), link_match.group(1)
     assert link.startswith("https://line.me/R/oaMessage/%40")
     assert unquote(link.split("/?", 1)[1]) == f"連携コード: {code}"
     user = line_user_id()

@@ -119,15 +119,18 @@ async def test_browser_views_products_then_links_through_line_login(
             secret = next(c["value"] for c in await page.context.cookies() if c["name"] == "_lcrm_bs")
             assert "lt=" in page.url and browser_id not in page.url and secret not in page.url
             chat_code = await db["link_tokens"].find_one({"kind": "chat_code", "shop_id": shop["shop_id"]})
+            assert chat_code is not None
             assert chat_code["data"]["browser_id"] == browser_id
         finally:
             await browser.close()
 
     user = sim_user_id("山田花子")
     stored = await db["browsers"].find_one({"shop_id": shop["shop_id"], "browser_id": browser_id})
+    assert stored is not None
     assert stored["line_user_id"] == user and stored["link_method"] == "line_login"
     assert stored["first_utm"] == {"source": "line", "campaign": "winter"}
     views = [v async for v in db["product_views"].find({"shop_id": shop["shop_id"], "line_user_id": user})]
     assert sorted(v["product_id"] for v in views) == ["p1", "p2"]
     customer = await db["customers"].find_one({"shop_id": shop["shop_id"], "line_user_id": user})
+    assert customer is not None
     assert customer["linked"] is True and customer["browser_ids"] == [browser_id]

@@ -51,6 +51,6 @@ async def test_login_round_trip(linesim_url: str) -> None:
 
 
 async def test_unknown_client_is_refused(linesim_url: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{linesim_url}/oauth2/v2.1/authorize?{authorize_query(client_id='999')}") as page:
-            assert page.status == 400
+    url = f"{linesim_url}/oauth2/v2.1/authorize?{authorize_query(client_id='999')}"
+    async with aiohttp.ClientSession() as session, session.get(url) as page:
+        assert page.status == 400

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.typedefs import Handler
 
 from bot.__main__ import run_options
 from bot.app import create_app
@@ -46,7 +47,7 @@ async def linesim_server(aiohttp_server: Callable[..., Awaitable[TestServer]]) -
     app[LINE_CALLS] = Counter()
 
     @web.middleware
-    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
         request.app[LINE_CALLS][request.path] += 1
         return await handler(request)
 
@@ -63,7 +64,7 @@ async def chat_code_for(client: TestClient[Any, Any], shop_id: str, token: str) 
     return found.group(1)
 
 
-async def issued_links(client: TestClient[Any, Any]) -> int:
+async def issued_links(client: TestClient[web.Request, web.Application]) -> int:
     return await client.app[DATABASE]["link_tokens"].count_documents({"kind": {"$in": ["chat_code", "login_state"]}})
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.typedefs import DATABASE
 from linking.links import LinkStatus, link_browser
 from storage.customers import CustomerRepository
+from storage.database import Database
 from tests.conftest import START, ShopHandle
 from tests.linking.conftest import browser_id, event, line_user_id, post_events
 
 
-def db(client: TestClient[Any, Any]) -> Any:
+def db(client: TestClient[web.Request, web.Application]) -> Database:
     return client.app[DATABASE]
 
 
@@ -37,8 +39,10 @@ async def test_earlier_views_count_for_the_customer_once_linked(client: TestClie
     views = [v async for v in db(client)["product_views"].find({"shop_id": shop.shop_id, "line_user_id": user})]
     assert sorted(v["product_id"] for v in views) == ["p1", "p2"]
     customer = await CustomerRepository(db(client)).get(shop.shop_id, user)
+    assert customer is not None
     assert customer["linked"] is True and customer["browser_ids"] == [bid] and customer["friend"] is False
     browser = await db(client)["browsers"].find_one({"_id": f"{shop.shop_id}:{bid}"})
+    assert browser is not None
     assert browser["link_method"] == "line_login" and browser["linked_at"] == START
     assert browser["link_history"] == [
         {"line_user_id": user, "previous_line_user_id": None, "method": "line_login", "at": START}
@@ -51,6 +55,7 @@ async def test_relinking_the_same_user_is_idempotent(client: TestClient[Any, Any
     again = await link_browser(db(client), shop.shop_id, bid, user, "chat_code", START + timedelta(minutes=1))
     assert again.status is LinkStatus.ALREADY_LINKED and again.ok
     browser = await db(client)["browsers"].find_one({"_id": f"{shop.shop_id}:{bid}"})
+    assert browser is not None
     assert len(browser["link_history"]) == 1
 
 
@@ -63,14 +68,17 @@ async def test_a_browser_moves_only_through_a_new_link_and_it_is_recorded(
     moved = await link_browser(db(client), shop.shop_id, bid, second, "chat_code", START + timedelta(hours=1))
     assert moved.status is LinkStatus.MOVED and moved.previous_line_user_id == first
     browser = await db(client)["browsers"].find_one({"_id": f"{shop.shop_id}:{bid}"})
+    assert browser is not None
     assert browser["line_user_id"] == second
     assert [(h["line_user_id"], h["previous_line_user_id"]) for h in browser["link_history"]] == [
         (first, None), (second, first)
     ]
     customers = CustomerRepository(db(client))
-    assert (await customers.get(shop.shop_id, first))["linked"] is False
-    assert (await customers.get(shop.shop_id, second))["browser_ids"] == [bid]
+    left, joined = await customers.get(shop.shop_id, first), await customers.get(shop.shop_id, second)
+    assert left is not None and left["linked"] is False
+    assert joined is not None and joined["browser_ids"] == [bid]
     view = await db(client)["product_views"].find_one({"_id": f"{shop.shop_id}:{bid}:p1"})
+    assert view is not None
     assert view["line_user_id"] == second
 
 

@@ -6,15 +6,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.typedefs import DATABASE
 from core.clock import FixedClock
+from storage.database import Database
 from tests.conftest import START, ShopHandle
 from tests.linking.conftest import SHOP_ORIGIN, browser_id, event, line_user_id, post_events
 
 
-def db(client: TestClient[Any, Any]) -> Any:
+def db(client: TestClient[web.Request, web.Application]) -> Database:
     return client.app[DATABASE]
 
 
@@ -32,9 +34,11 @@ async def test_single_event_is_stored_with_server_time_and_cors(client: TestClie
     stored = await db(client)["events"].find_one({"shop_id": shop.shop_id, "event_id": one["event_id"]})
     assert stored is not None and stored["received_at"] == START and stored["product_id"] == "p1"
     browser = await db(client)["browsers"].find_one({"_id": f"{shop.shop_id}:{bid}"})
+    assert browser is not None
     assert browser["first_utm"] == {"source": "line", "campaign": "dec"}
     assert browser["first_referrer"] == "https://www.google.com/" and browser["line_user_id"] is None
     view = await db(client)["product_views"].find_one({"_id": f"{shop.shop_id}:{bid}:p1"})
+    assert view is not None
     assert view["count"] == 1 and view["first_viewed_at"] == START and view["line_user_id"] is None
 
 
@@ -149,6 +153,7 @@ async def test_linked_browser_views_are_attributed_and_announced(
     finally:
         signals.product_viewed.disconnect(listener)
     view = await db(client)["product_views"].find_one({"_id": f"{shop.shop_id}:{bid}:p1"})
+    assert view is not None
     assert view["line_user_id"] == user
     assert seen == [(shop.shop_id, user, "p1")]
 

@@ -11,7 +11,8 @@ from typing import Any
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "scheduler", *args], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "scheduler", *args], check=False, capture_output=True, text=True, env=env,
+        timeout=120,
     )
 
 

@@ -1,6 +1,6 @@
 """Nothing acknowledged is lost: the database is killed with SIGKILL right after the last
 acknowledged write, restarted on its files, and every acknowledged write is there (the client's
-write concern asks for the journal, `storage.database.WRITE_CONCERN`)."""
+write concern asks for the journal, `storage.database.WRITE_CONCERN_W` and `_JOURNAL`)."""
 
 from __future__ import annotations
 

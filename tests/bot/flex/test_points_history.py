@@ -30,7 +30,7 @@ def test_twelve_long_orders_make_a_valid_carousel_and_more_are_cut() -> None:
     ]
     message = history_message(orders, "Asia/Tokyo")
     _valid(message)
-    assert len(message["contents"]["contents"]) == 12  # type: ignore[index]
+    assert len(message["contents"]["contents"]) == 12
 
 
 def test_points_bubble_is_valid_and_no_points_is_text() -> None:

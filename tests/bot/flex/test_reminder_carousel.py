@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from linebot.v3.messaging import Message
 
+from core.flex import clip, yen
 from core.line_limits import MAX_ALT_TEXT, MAX_CAROUSEL_BYTES, utf16_len
-from flows.reminders.message import ProductCard, build_reminder_carousel, truncate, yen
+from flows.reminders.message import ProductCard, build_reminder_carousel
 from storage.shop_settings import ReminderStep
 from tests.flex_helpers import flex_texts as texts
 
@@ -71,7 +72,7 @@ def test_long_names_and_many_products_stay_within_limits() -> None:
 
 def test_helpers() -> None:
     assert yen(1234567) == "¥1,234,567" and yen(0) == "¥0"
-    assert truncate("🌟🌟🌟", 4) == "🌟…" and truncate("abc", 3) == "abc"
+    assert clip("🌟🌟🌟", 4) == "🌟…" and clip("abc", 3) == "abc"
 
 
 def compact_size(obj: Any) -> int:

@@ -27,6 +27,7 @@ async def _admin(client: TestClient[Any, Any], shop: ShopHandle, method: str, pa
 async def _last_reply(sim: SimClient) -> dict[str, Any]:
     sent = await sim.messages(to=USER)
     assert sent, "nothing was sent"
+    message: dict[str, Any]
     (message,) = sent[-1]["messages"]
     assert validate_request("PushMessageRequest", {"to": USER, "messages": [message]}) == []
     return message

@@ -12,13 +12,13 @@ from bot.richmenu.layout import layout, rich_menu_object
 from bot.richmenu.render import render
 from linesim.richmenu import size_errors
 from linesim.validation import validate_request
-from storage.shop_settings import RichMenuButton, RichMenuSettings
+from storage.shop_settings import RichMenuAction, RichMenuButton, RichMenuSettings, RichMenuSize
 
 TEXT = (255, 0, 255)  # a text colour that appears nowhere else
 
 
-def _settings(size: str, labels: list[str]) -> RichMenuSettings:
-    actions = ["points", "history", "link", "opt_out", "opt_in", "points"]
+def _settings(size: RichMenuSize, labels: list[str]) -> RichMenuSettings:
+    actions: list[RichMenuAction] = ["points", "history", "link", "opt_out", "opt_in", "points"]
     return RichMenuSettings(
         size=size, background_color="#FFFFFF", button_color="#06C755", text_color="#FF00FF",
         buttons=[RichMenuButton(label=label, action=action) for label, action in zip(labels, actions, strict=False)],
@@ -26,7 +26,7 @@ def _settings(size: str, labels: list[str]) -> RichMenuSettings:
 
 
 @pytest.mark.parametrize(("size", "count"), [("compact", 1), ("compact", 3), ("large", 4), ("large", 6), ("compact", 5)])
-def test_image_size_and_text_pixels_inside_each_area(size: str, count: int) -> None:
+def test_image_size_and_text_pixels_inside_each_area(size: RichMenuSize, count: int) -> None:
     labels = ["ポイント確認", "購入履歴", "ブラウザ連携", "配信停止", "配信再開", "会員ランク"][:count]
     settings = _settings(size, labels)
     (width, height), areas = layout(settings)

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.typedefs import DATABASE, LINE, SETTINGS
@@ -16,8 +17,9 @@ from core.clock import FixedClock
 from delivery.context import JobContext, JobSummary
 from flows.broadcasts.runner import BroadcastConfig, send_due, start_due
 from linesim.client import SimClient
-from storage.customers import customer_key, new_customer_fields
+from storage.customers import new_customer_fields
 from storage.database import Database
+from storage.keys import customer_key
 from tests.conftest import START, ShopHandle
 
 TEXT = [{"type": "text", "text": "冬のセールのお知らせ"}]
@@ -29,7 +31,7 @@ def user(n: int) -> str:
 
 @dataclass
 class World:
-    client: TestClient[Any, Any]
+    client: TestClient[web.Request, web.Application]
     shop: ShopHandle
     clock: FixedClock
     sim: SimClient

@@ -21,10 +21,11 @@ async def seed_shop(world: World, n: int = 1234) -> set[str]:
     for i in range(n):
         plan = "subscription-123-plan:定期便A" if i % 3 == 0 else "subscription-456-plan:定期便B" if i % 3 == 1 else None
         spend = 15_000 if i % 4 != 3 else 5_000
-        flags = {"blocked": i % 50 == 7, "opted_out": i % 61 == 5, "friend": i % 73 != 11}
+        blocked, opted_out, friend = i % 50 == 7, i % 61 == 5, i % 73 != 11
         tags = [plan] if plan else ["newsletter"]
-        docs.append(world.customer_doc(user(i), tags=tags, spend=spend, purchases=2, **flags))
-        if plan and spend >= 10_000 and not flags["blocked"] and not flags["opted_out"] and flags["friend"]:
+        docs.append(world.customer_doc(user(i), tags=tags, spend=spend, purchases=2, blocked=blocked,
+                                       opted_out=opted_out, friend=friend))
+        if plan and spend >= 10_000 and not blocked and not opted_out and friend:
             expected.add(user(i))
     await world.customers(docs)
     return expected

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.typedefs import DATABASE, LINE, SETTINGS
@@ -28,7 +29,7 @@ from tests.conftest import ShopHandle
 class World:
     """One shop with reminders on, and verbs for a scenario."""
 
-    client: TestClient[Any, Any]
+    client: TestClient[web.Request, web.Application]
     shop: ShopHandle
     clock: FixedClock
     sim: SimClient
@@ -109,7 +110,8 @@ class World:
         response = await self.client.get(f"/admin/api/v1/shops/{self.shop.shop_id}/reports/reminders",
                                          params=query, headers=self.shop.auth)
         assert response.status == 200, await response.text()
-        return await response.json()
+        answer: dict[str, Any] = await response.json()
+        return answer
 
 
 @pytest.fixture

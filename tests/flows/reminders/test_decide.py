@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flows.reminders.choice import Candidates, ViewStat
-from flows.reminders.decide import CustomerFacts, decide
+from flows.reminders.decide import CustomerFacts, Decision, decide
 from storage.shop_settings import QuietHours, ReminderSettings
 
 ANCHOR = datetime(2037, 12, 1, 1, 0, tzinfo=UTC)  # 10:00 Tokyo
@@ -24,7 +24,7 @@ def customer(**fields: Any) -> dict[str, Any]:
 
 
 def run(cust: dict[str, Any], now: datetime, orders: list[dict[str, Any]] | None = None,
-        settings: ReminderSettings | None = None, views: list[ViewStat] = VIEWS):
+        settings: ReminderSettings | None = None, views: list[ViewStat] = VIEWS) -> Decision:
     """`orders` (paid) become what ingest keeps: `totals.last_purchase_at` and the profile's `bought`."""
     settings = settings or ReminderSettings(enabled=True, quiet_hours=QuietHours(enabled=False))
     bought: dict[str, datetime] = {}
@@ -39,7 +39,8 @@ def run(cust: dict[str, Any], now: datetime, orders: list[dict[str, Any]] | None
 
 def test_send_first_step_and_advance() -> None:
     d = run(customer(), ANCHOR + 3 * DAY)
-    assert d.kind == "send" and d.step == 0 and [s.product_id for s in d.choice.shown] == ["p1"]
+    assert d.kind == "send" and d.step == 0 and d.choice is not None
+    assert [s.product_id for s in d.choice.shown] == ["p1"]
     assert d.state["next_step"] == 1 and d.state["due_at"] == ANCHOR + 7 * DAY and d.state["status"] == "active"
 
 
@@ -67,7 +68,7 @@ def test_recent_purchase_before_start_skips() -> None:
 def test_old_purchase_only_excludes_the_product() -> None:
     d = run(customer(), ANCHOR + 3 * DAY, orders=[{"ordered_at": ANCHOR - 30 * DAY, "items": [{"product_id": "p1"}]}])
     assert (d.kind, d.reason) == ("skip", "no_products")
-    assert d.choice.excluded[0].reason == "bought_recently"
+    assert d.choice is not None and d.choice.excluded[0].reason == "bought_recently"
 
 
 def test_not_linked_skips() -> None:

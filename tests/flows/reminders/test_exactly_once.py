@@ -166,7 +166,8 @@ async def test_three_run_once_processes_send_every_message_once(world: World, se
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(process.communicate(), timeout=120)
         assert process.returncode == 0, err.decode()
-        return json.loads(out)
+        summary: dict[str, Any] = json.loads(out)
+        return summary
 
     results = await asyncio.gather(run_once(), run_once(), run_once())
     sent = [r["jobs"]["delivery"].get("sent", 0) for r in results]

@@ -105,7 +105,7 @@ async def dry_run(world: World, at: datetime) -> dict[str, Any]:
 
 def test_views_are_bounded_to_the_best_ranked() -> None:
     t0 = datetime(2037, 1, 1, tzinfo=UTC)
-    rows = [{"product_id": f"p{i}", "count": 1 + i % 7, "first_viewed_at": t0, "last_viewed_at": t0 + timedelta(minutes=i)}
+    rows: list[dict[str, Any]] = [{"product_id": f"p{i}", "count": 1 + i % 7, "first_viewed_at": t0, "last_viewed_at": t0 + timedelta(minutes=i)}
             for i in range(VIEWS_KEEP + 10)]
     views = views_from_rows(rows)
     assert len(views) == VIEWS_KEEP

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.typedefs import DATABASE, LINE, SETTINGS
@@ -45,7 +46,7 @@ def days(n: float) -> timedelta:
 
 @dataclass
 class World:
-    client: TestClient[Any, Any]
+    client: TestClient[web.Request, web.Application]
     shop: ShopHandle
     clock: FixedClock
     sim: SimClient
