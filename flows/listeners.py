@@ -13,6 +13,8 @@ from flows.carts import state as carts
 from flows.carts.journey import FLOW as CART_FLOW
 from flows.carts.plan import CartsFlow
 from flows.carts.recovery import recovered_by
+from flows.points import state as points
+from flows.points.plan import points_flows
 from flows.reminders import state as reminders
 from flows.reminders.plan import RemindersFlow
 from flows.segments import tags as tag_rules
@@ -23,7 +25,7 @@ from storage.signals import Signals
 
 def delivery_flows(public_base: str) -> list[Flow]:
     """Fresh flow objects for one engine run (they cache per-run reads)."""
-    return [RemindersFlow(public_base), SequencesFlow(), CartsFlow(public_base)]
+    return [RemindersFlow(public_base), SequencesFlow(), CartsFlow(public_base), *points_flows(public_base)]
 
 
 def connect_listeners(signals: Signals) -> Signals:
@@ -46,4 +48,6 @@ def connect_listeners(signals: Signals) -> Signals:
     # Tag rules (seed 003, `PUT /settings/tags`): the tags they write are tags_changed signals like any other.
     signals.order_recorded.connect(tag_rules.on_order_recorded)
     signals.tags_changed.connect(tag_rules.on_tags_changed)
+    # Points notices: a posted transaction makes the earned notice and the expiry reminder look again.
+    signals.points_recorded.connect(points.on_points_recorded)
     return signals

@@ -21,7 +21,9 @@ Collections
   open/ordered/emptied, value, owner, last activity, abandonment moment (storage.carts).
 - `products`: the shop's catalogue with variants and summed stock.
 - `orders`: orders by the shop's order ID.
-- `points_ledger`: points transactions, unique by external transaction ID.
+- `points_ledger`: points transactions, unique by external transaction ID (and the worker's
+  expiries, "expiry/<earn's transaction ID>").
+- `job_runs`: once-per-period worker runs (e.g. a shop's monthly points notice), leased (storage.job_runs).
 - `deliveries`, `conversions`: what was sent (or skipped, or failed) to whom, unique
   by delivery key; clicks and attributed orders.
 - `link_tokens`: one-time linking tokens (LINE Login state, chat codes, account-link nonces), TTL-expired.

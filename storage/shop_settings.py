@@ -171,6 +171,9 @@ class PointsSettings(SettingsSection):
     monthly_hour: int = Field(default=10, ge=0, le=23)
     expiry_reminder: bool = True
     expiry_lead_days: int = Field(default=7, ge=1, le=90)
+    quiet_hours: QuietHours = Field(default_factory=QuietHours)
+    button_text: ButtonText = "ショップを見る"
+    color: Colour | None = Field(default=None, description="the notices' accent colour; default: the rich menu's button colour")
 
 
 class Keywords(BaseModel):
