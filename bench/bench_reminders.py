@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import random
 import secrets
@@ -232,7 +233,13 @@ async def one_size(args: argparse.Namespace, customers: int) -> None:
             listener.enabled = True
             t0 = time.perf_counter()
             config = EngineConfig(send_rate=args.rate, concurrency=args.concurrency, batch_size=args.batch)
+            profiler = cProfile.Profile() if args.profile else None
+            if profiler is not None:
+                profiler.enable()
             summary = await Engine(delivery_flows(settings.public_base)).run(ctx, NOW, None, config)
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(f"{args.profile}.{customers}")
             elapsed = time.perf_counter() - t0
             listener.enabled = False
             cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
@@ -277,6 +284,8 @@ def cli() -> None:
     parser.add_argument("--rate", type=float, default=2_000, help="linesim's push limit per second (LINE: 2,000)")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--profile", metavar="FILE", help="profile the engine's run (cProfile) into FILE.SIZE; "
+                        "its figures then include the profiler's overhead")
     parser.add_argument("--validate", action="store_true", help="linesim validates every push against the schema")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
