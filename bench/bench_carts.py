@@ -260,6 +260,9 @@ def cli() -> None:
     parser.add_argument("--validate", action="store_true", help="linesim validates every push against the schema")
     args = parser.parse_args()
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    from core.runtime import tune_garbage_collector
+
+    tune_garbage_collector()  # as the worker runs
     asyncio.run(main(args))
 
 

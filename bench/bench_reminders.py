@@ -294,6 +294,9 @@ def cli() -> None:
     parser.add_argument("--validate", action="store_true", help="linesim validates every push against the schema")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from core.runtime import tune_garbage_collector
+
+    tune_garbage_collector()  # as the worker runs
     asyncio.run(main(args))
 
 
