@@ -11,6 +11,7 @@ from aiohttp import web
 
 from admin_api import (
     broadcasts,
+    carts,
     customers,
     links,
     orders,
@@ -34,7 +35,7 @@ def admin_routes() -> AdminApi:
     return AdminApi().include(
         shops.routes, settings.routes, products.routes, orders.routes, customers.routes, points.routes,
         links.routes, reminders.routes, reports.routes, rich_menu.routes, sequences.routes, segments.routes,
-        broadcasts.routes,
+        broadcasts.routes, carts.routes,
     )
 
 

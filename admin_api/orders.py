@@ -97,7 +97,7 @@ def order_view(doc: dict[str, Any]) -> OrderView:
 
 def identity(body: OrderBody) -> Identity:
     return Identity(line_user_id=body.line_user_id, browser_id=body.browser_id, customer_id=body.customer_id,
-                    email=body.email)
+                    email=body.email, cart_token=body.cart_token)
 
 
 def order_fields(body: OrderBody, line_user_id: str | None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Admin routes for the points ledger: post a transaction (idempotent), read balance and history."""
+"""Admin routes for the points ledger (post a transaction idempotently, read balance and history) and the
+points notices' report."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
-from admin_api.models import Identifier, StrictModel, TimeCursorQuery, path_id, to_millis
+from admin_api.models import Identifier, ReportQuery, StrictModel, TimeCursorQuery, path_id, report_period, to_millis
 from admin_api.registry import SHOP_PATH, AdminApi, Call, Reply
+from admin_api.reminders import FlowReportView
 from core.clock import as_utc
 from core.errors import ApiError
+from delivery.report import flow_report
+from flows.points.plan import EARNED, EXPIRY, MONTHLY, STEP
 from storage.customers import CustomerRepository
 from storage.paging import encode_cursor
 from storage.points import InsufficientPoints, PointsRepository, TransactionConflict
@@ -135,3 +139,20 @@ async def get_points_history(call: Call[None, HistoryQuery]) -> HistoryPage:
         items=[LedgerEntry.model_validate(doc) for doc in docs],
         next_after=encode_cursor(as_utc(last["occurred_at"]), last["_id"]) if last else None,
     )
+
+
+class PointsReport(BaseModel):
+    """Each notice's report (`delivery.report`): sent, skipped by reason, clicks, conversions, holdout and lift."""
+
+    earned: FlowReportView
+    monthly: FlowReportView
+    expiry: FlowReportView
+
+
+@routes.route("GET", SHOP_PATH + "/reports/points", summary="Points notices report per notice type over a period",
+           query=ReportQuery, response=PointsReport, tag="reports")
+async def points_report(call: Call[None, ReportQuery]) -> dict[str, Any]:
+    shop_id = call.current_shop.shop_id
+    start, end = report_period(call)
+    return {name: (await flow_report(call.db, shop_id, flow, start, end, [STEP])).as_dict()
+            for name, flow in (("earned", EARNED), ("monthly", MONTHLY), ("expiry", EXPIRY))}

@@ -3,7 +3,7 @@
  * Product pages: put data-lcrm-product-id="ID" on any element (or on this tag),
  * or call lcrm("product_view", {product_id: "ID"}).
  * Other events: lcrm("add_to_cart" | "checkout_started" | "purchase",
- *   {product_id, quantity, cart_token, order_id, value}).
+ *   {product_id, variant_id, quantity, cart_token, order_id, value}) (value: yen, of what was added).
  * Link buttons: <a data-lcrm-link>LINEで友だち追加・連携</a> (data-lcrm-link="code" for a chat code).
  *   A click first asks the bot for a short-lived, single-use link token with this browser's ID and
  *   its secret (a second first-party cookie that is sent nowhere else), so nobody who merely knows a
@@ -25,7 +25,7 @@
   var MAX_AGE = 400 * 24 * 3600; // browsers cap cookies at 400 days
   var ID_RE = /^[A-Za-z0-9_-]{16,64}$/;
   var UTM_KEYS = ["source", "medium", "campaign", "term", "content"];
-  var PROPS = ["product_id", "cart_token", "order_id", "quantity", "value"];
+  var PROPS = ["product_id", "variant_id", "cart_token", "order_id", "quantity", "value"];
   var TYPES = { page_view: 1, product_view: 1, add_to_cart: 1, checkout_started: 1, purchase: 1 };
   var pageViewSent = false;
 

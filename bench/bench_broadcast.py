@@ -262,6 +262,9 @@ def cli() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--cap", action="store_true", help="a frequency cap on the shop (send history read)")
     args = parser.parse_args()
+    from core.runtime import tune_garbage_collector
+
+    tune_garbage_collector()  # as the worker runs
     asyncio.run(main(args))
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import random
 import secrets
@@ -39,10 +40,11 @@ NOW = datetime(2026, 12, 10, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo, outside quiet 
 
 
 class Commands(monitoring.CommandListener):
-    """Counts database round trips by command name while enabled."""
+    """Counts database round trips, and the time until each answered, by command name while enabled."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.micros: Counter[str] = Counter()
         self.enabled = False
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
@@ -50,7 +52,8 @@ class Commands(monitoring.CommandListener):
             self.counts[event.command_name] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        if self.enabled:
+            self.micros[event.command_name] += event.duration_micros
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
@@ -229,10 +232,17 @@ async def one_size(args: argparse.Namespace, customers: int) -> None:
                          "database server": db_process.pid}
             cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
             listener.counts.clear()
+            listener.micros.clear()
             listener.enabled = True
             t0 = time.perf_counter()
             config = EngineConfig(send_rate=args.rate, concurrency=args.concurrency, batch_size=args.batch)
+            profiler = cProfile.Profile() if args.profile else None
+            if profiler is not None:
+                profiler.enable()
             summary = await Engine(delivery_flows(settings.public_base)).run(ctx, NOW, None, config)
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(f"{args.profile}.{customers}")
             elapsed = time.perf_counter() - t0
             listener.enabled = False
             cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
@@ -248,6 +258,8 @@ async def one_size(args: argparse.Namespace, customers: int) -> None:
                   f"÷ LINE push limit {args.rate:,.0f}/s = {rate / args.rate:.2f}")
             print(f"  database round trips: {trips:,} = {trips / max(sent, 1) * 1000:.1f} per 1,000 messages "
                   f"({dict(listener.counts.most_common())})")
+            print("  database time per message by command (round trip, as the driver saw it): " + ", ".join(
+                f"{name} {micros / max(sent, 1) / 1000:.3f} ms" for name, micros in listener.micros.most_common()))
             print("  CPU per message: " + ", ".join(
                 f"{name} {used / max(sent, 1) * 1000:.2f} ms ({used / elapsed:.0%} of a CPU)"
                 for name, used in cpu.items()))
@@ -277,9 +289,14 @@ def cli() -> None:
     parser.add_argument("--rate", type=float, default=2_000, help="linesim's push limit per second (LINE: 2,000)")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--profile", metavar="FILE", help="profile the engine's run (cProfile) into FILE.SIZE; "
+                        "its figures then include the profiler's overhead")
     parser.add_argument("--validate", action="store_true", help="linesim validates every push against the schema")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from core.runtime import tune_garbage_collector
+
+    tune_garbage_collector()  # as the worker runs
     asyncio.run(main(args))
 
 

@@ -208,6 +208,9 @@ def cli() -> None:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(sim_port)
+        from core.runtime import tune_garbage_collector
+
+        tune_garbage_collector()  # as the worker runs
         asyncio.run(main(args, f"http://127.0.0.1:{sim_port}"))
     finally:
         sim.terminate()

@@ -8,6 +8,7 @@ not check most of them (LINE_FACTS.md), so every builder goes through
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -46,10 +47,6 @@ def clip(text: str, limit: int) -> str:
     return "".join(out) + ELLIPSIS
 
 
-def _size(container: dict[str, Any]) -> int:
-    return len(json.dumps(container, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-
-
 def carousel(bubbles: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A carousel container; refuses a 13th bubble or a size LINE would refuse."""
     if not bubbles:
@@ -65,9 +62,9 @@ def flex_message(alt_text: str, contents: dict[str, Any]) -> dict[str, Any]:
         raise FlexLimitError(f"altText must be 1-{MAX_ALT_TEXT} characters")
     bubbles = contents["contents"] if contents.get("type") == "carousel" else [contents]
     for index, bubble in enumerate(bubbles):
-        if _size(bubble) > MAX_BUBBLE_BYTES:
+        if len(compact_json(bubble)) > MAX_BUBBLE_BYTES:
             raise FlexLimitError(f"bubble {index} is over {MAX_BUBBLE_BYTES} bytes")
-    if contents.get("type") == "carousel" and _size(contents) > MAX_CAROUSEL_BYTES:
+    if contents.get("type") == "carousel" and len(compact_json(contents)) > MAX_CAROUSEL_BYTES:
         raise FlexLimitError(f"carousel is over {MAX_CAROUSEL_BYTES} bytes")
     return {"type": "flex", "altText": alt_text, "contents": contents}
 
@@ -122,9 +119,12 @@ def compact_json(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')  # what JSON must escape in a string (one C-level scan, on the hot path)
+
+
 def _json_safe(value: str) -> bool:
     """Whether `value` encodes in JSON as itself (no quote, backslash or control character to escape)."""
-    return '"' not in value and "\\" not in value and all(ord(char) >= 0x20 for char in value)
+    return _JSON_ESCAPED.search(value) is None
 
 
 class EncodedTemplate:
@@ -148,6 +148,24 @@ class EncodedTemplate:
         return value.encode().join(self.parts)
 
 
+def carousel_fit(bubbles: Sequence[bytes]) -> int:
+    """How many of these encoded bubbles, from the first, one carousel holds (≤ 12, ≤ 50 KB in all); a bubble
+    over 30 KB is refused."""
+    if len(bubbles) > MAX_CAROUSEL_BUBBLES:
+        raise FlexLimitError(f"a carousel holds at most {MAX_CAROUSEL_BUBBLES} bubbles, got {len(bubbles)}")
+    kept = 0
+    total = len(b'{"type":"carousel","contents":[]}')
+    for index, bubble in enumerate(bubbles):
+        if len(bubble) > MAX_BUBBLE_BYTES:
+            raise FlexLimitError(f"bubble {index} is over {MAX_BUBBLE_BYTES} bytes")
+        grown = total + len(bubble) + (1 if kept else 0)
+        if kept and grown > MAX_CAROUSEL_BYTES:
+            break
+        kept += 1
+        total = grown
+    return kept
+
+
 def encoded_carousel_message(alt_text: str, bubbles: Sequence[bytes]) -> bytes:
     """A Flex carousel message as JSON bytes from encoded bubbles, checked against LINE's limits.
 
@@ -158,17 +176,6 @@ def encoded_carousel_message(alt_text: str, bubbles: Sequence[bytes]) -> bytes:
         raise FlexLimitError(f"altText must be 1-{MAX_ALT_TEXT} characters")
     if not bubbles:
         raise FlexLimitError("a carousel needs at least one bubble")
-    if len(bubbles) > MAX_CAROUSEL_BUBBLES:
-        raise FlexLimitError(f"a carousel holds at most {MAX_CAROUSEL_BUBBLES} bubbles, got {len(bubbles)}")
-    kept: list[bytes] = []
-    total = len(b'{"type":"carousel","contents":[]}')
-    for index, bubble in enumerate(bubbles):
-        if len(bubble) > MAX_BUBBLE_BYTES:
-            raise FlexLimitError(f"bubble {index} is over {MAX_BUBBLE_BYTES} bytes")
-        grown = total + len(bubble) + (1 if kept else 0)
-        if kept and grown > MAX_CAROUSEL_BYTES:
-            break
-        kept.append(bubble)
-        total = grown
+    kept = bubbles[:carousel_fit(bubbles)]
     return (b'{"type":"flex","altText":' + compact_json(alt_text) + b',"contents":{"type":"carousel","contents":['
             + b",".join(kept) + b"]}}")

@@ -5,8 +5,10 @@ flow sent the customer a message — or held one back (holdout: "would have
 been sent") — within the shop's attribution window before the order; the
 latest such record of each flow wins, so each flow counts the order at most
 once (flows are reported side by side, never summed). A flow may add its own
-rule (`rules`): a cart reminder also counts an order carrying its cart token,
-whatever the window. A cancelled or refunded order stops being a conversion.
+rule (`rules`), or one that also sees when each message was first clicked
+(`click_rules`): a cart reminder counts an order carrying its cart token,
+whatever the window, or one after a click on it within the window. A
+cancelled or refunded order stops being a conversion.
 An order that lands while a worker holds the customer's contact is attributed
 when the worker has settled (the signal's intent is drained again later).
 The customer's recent records are in their contact (`log`), so the common
@@ -34,6 +36,10 @@ ATTRIBUTED = ("sent", "held")
 
 # (order, the flow's records of this customer, window) → the record the order converts, or None.
 Rule = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]], timedelta], Mapping[str, Any] | None]
+# A rule that also needs to know when each sent record was first clicked (key → time): the clicks are read
+# only for the flows that have such a rule, and only when the customer has their records.
+ClickRule = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]], timedelta, Mapping[str, datetime]],
+                     Mapping[str, Any] | None]
 # (database, order, window) → records of the order's customer kept outside contacts, shaped like a contact's
 # `log` entries ({flow, key, step, status, at, sent_at, cycle}); raises RetryLater when one may be missing yet.
 Source = Callable[[Database, Mapping[str, Any], timedelta], Awaitable[list[Mapping[str, Any]]]]
@@ -56,14 +62,19 @@ def order_time(order: Mapping[str, Any]) -> datetime:
 
 
 def conversions_for(order: Mapping[str, Any], log: Sequence[Mapping[str, Any]], window: timedelta,
-                    rules: Mapping[str, Rule]) -> list[Document]:
-    """The order's conversion per flow (pure)."""
+                    rules: Mapping[str, Rule], click_rules: Mapping[str, ClickRule] | None = None,
+                    clicks: Mapping[str, datetime] | None = None) -> list[Document]:
+    """The order's conversion per flow (pure); `clicks` are the first clicks of the records' keys."""
     by_flow: dict[str, list[Mapping[str, Any]]] = {}
     for entry in log:
         by_flow.setdefault(str(entry.get("flow")), []).append(entry)
     found = []
     for flow, entries in sorted(by_flow.items()):
-        chosen = rules.get(flow, latest_within)(order, entries, window)
+        click_rule = (click_rules or {}).get(flow)
+        if click_rule is not None:
+            chosen = click_rule(order, entries, window, clicks or {})
+        else:
+            chosen = rules.get(flow, latest_within)(order, entries, window)
         if chosen is None:
             continue
         entry = chosen
@@ -80,9 +91,11 @@ def conversions_for(order: Mapping[str, Any], log: Sequence[Mapping[str, Any]], 
 class Attribution:
     """The listener, with each flow's extra rule (composed in `flows.listeners`)."""
 
-    def __init__(self, rules: Mapping[str, Rule] | None = None, sources: Sequence[Source] = ()) -> None:
+    def __init__(self, rules: Mapping[str, Rule] | None = None, sources: Sequence[Source] = (),
+                 click_rules: Mapping[str, ClickRule] | None = None) -> None:
         self.rules = dict(rules or {})
         self.sources = list(sources)
+        self.click_rules = dict(click_rules or {})
 
     async def on_order_recorded(self, database: Database, order: dict[str, Any], previous: dict[str, Any] | None,
                                 now: datetime) -> None:
@@ -105,4 +118,7 @@ class Attribution:
         for source in self.sources:
             log += [e for e in await source(database, order, window) if e.get("status") in ATTRIBUTED]
         if log:
-            await records.add_conversions(conversions_for(order, log, window, self.rules))
+            keys = [str(e["key"]) for e in log if e.get("flow") in self.click_rules and e.get("status") == "sent"
+                    and e.get("key")]
+            clicks = await records.first_clicks(keys) if keys else {}
+            await records.add_conversions(conversions_for(order, log, window, self.rules, self.click_rules, clicks))

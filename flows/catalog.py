@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
+from flows.carts.journey import FLOW as CART
+from flows.points.plan import EARNED, EXPIRY, MONTHLY, STEP
 from flows.reminders.plan import CAMPAIGN as REMINDERS
 from storage.database import Database
 from storage.delivery_log import DeliveryLog
@@ -33,6 +35,10 @@ async def _no_steps(database: Database, shop_id: str) -> Sequence[int]:
     return ()
 
 
+async def _one_step(database: Database, shop_id: str) -> Sequence[int]:
+    return (STEP,)  # a cart gets one reminder; each points notice is one step
+
+
 @dataclass(frozen=True)
 class ReportedFlow:
     name: str  # the flow's name in delivery records, retry keys and click links
@@ -47,12 +53,12 @@ class ReportedFlow:
 
 REPORTED_FLOWS: tuple[ReportedFlow, ...] = (
     ReportedFlow(REMINDERS, "閲覧商品リマインド", _reminder_steps),
-    ReportedFlow("cart", "カゴ落ち"),
+    ReportedFlow(CART, "カゴ落ち", _one_step),
     ReportedFlow("sequences", "ステップ配信", prefix="seq:"),
     ReportedFlow("broadcasts", "一斉配信"),
-    ReportedFlow("points_earned", "ポイント獲得のお知らせ"),
-    ReportedFlow("points_monthly", "ポイント残高のお知らせ"),
-    ReportedFlow("points_expiry", "ポイント失効のお知らせ"),
+    ReportedFlow(EARNED, "ポイント獲得のお知らせ", _one_step),
+    ReportedFlow(MONTHLY, "ポイント残高のお知らせ", _one_step),
+    ReportedFlow(EXPIRY, "ポイント失効のお知らせ", _one_step),
 )
 
 

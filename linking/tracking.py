@@ -66,6 +66,7 @@ class BrowserEvent(BaseModel):
     type: Literal["page_view", "add_to_cart", "checkout_started", "purchase"]
     url: PageUrl
     product_id: Identifier | None = None
+    variant_id: Identifier | None = None
     referrer: PageUrl | None = None
     utm: Utm | None = None
     cart_token: ShortValue | None = None

@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.clock import SystemClock, as_utc
 from core.line_client import LineClients
+from core.runtime import tune_garbage_collector
 from core.settings import Settings, SettingsError, load_settings
 from delivery.context import JobContext
 from flows.listeners import connect_listeners
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    tune_garbage_collector()
     if args.command == "run-once":
         summary = asyncio.run(run_once(settings, args.now, args.shop))
         print(json.dumps(summary, ensure_ascii=False))

@@ -12,6 +12,8 @@ from delivery.context import JobContext, JobSummary
 from delivery.engine import Engine
 from flows.broadcasts import runner as broadcasts
 from flows.listeners import delivery_flows
+from flows.points.expiry import expire_points
+from flows.points.monthly import mark_monthly
 
 log = logging.getLogger("linecrm.scheduler")
 
@@ -41,9 +43,13 @@ async def broadcast(ctx: JobContext, now: datetime, shop_id: str | None) -> JobS
     return {**{f"start:{k}": v for k, v in started.items()}, **sent}
 
 
-# Order matters: the outbox first, so flow state left behind by a crash is current before the flows run.
+# Order matters: the outbox first, so flow state left behind by a crash is current before the flows run;
+# points expiries before anything that shows or filters on a balance (notices, segments of broadcasts);
+# the monthly notice's marking before the delivery that sends it.
 JOBS: Sequence[Job] = (
     Job("outbox", drain_outbox),
+    Job("points_expiry", expire_points),
+    Job("points_monthly", mark_monthly),
     Job("delivery", deliver),
     Job("broadcasts", broadcast),
     Job("segment_menus", refresh_menus),

@@ -17,9 +17,13 @@ Collections
 - `events`: browser events (page views, carts, purchases), unique by client event ID.
 - `webhook_events`: every LINE webhook event as received, unique by `webhookEventId`,
   with its handling state (so a crash between ack and handling is recovered).
+- `carts`: one per cart token of a shop (tracking events and the platform's `PUT /carts`): lines, stage,
+  open/ordered/emptied, value, owner, last activity, abandonment moment (storage.carts).
 - `products`: the shop's catalogue with variants and summed stock.
 - `orders`: orders by the shop's order ID.
-- `points_ledger`: points transactions, unique by external transaction ID.
+- `points_ledger`: points transactions, unique by external transaction ID (and the worker's
+  expiries, "expiry/<earn's transaction ID>").
+- `job_runs`: once-per-period worker runs (e.g. a shop's monthly points notice), leased (storage.job_runs).
 - `deliveries`, `conversions`: what was sent (or skipped, or failed) to whom, unique
   by delivery key; clicks and attributed orders.
 - `link_tokens`: one-time linking tokens (LINE Login state, chat codes, account-link nonces), TTL-expired.

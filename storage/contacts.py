@@ -4,7 +4,7 @@
 Document (`_id` = customer key "<shop_id>:<line_user_id>"):
   shop_id, line_user_id,
   flows: {state key: {due_at: UTC | None, ...the flow's own fields}} — e.g. "reminders" (the browse
-         cycle), "cart", "seq:<sequence id>", "points";
+         cycle), "cart", "seq:<sequence id>", "points_earned" / "points_monthly" / "points_expiry";
   next_due_at: when the engine must look at the contact next — the earliest `due_at` of its flows, `NEVER`
          when none is due, and the lease's expiry while a worker holds it (indexed with `_id`);
   claim: the holding batch's token (None when free); prev_claim: the token of a lease that ran out;
@@ -32,9 +32,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.cursor import AsyncCursor
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from storage.bulk import only_duplicates
 from storage.database import Database, Document, IndexSpec, find_by_ids
 from storage.keys import customer_key
 from storage.leases import BY_ID, DUE_INDEX, NEVER, Conditional, DueRef, Lease, LeasedCollection
@@ -45,7 +47,7 @@ DUE = "contact_due"
 INDEXES: list[IndexSpec] = [IndexSpec(CONTACTS, DUE_INDEX, DUE)]
 # NEVER and DueRef are re-exported: flows compare due times with NEVER, tests read the due stream.
 __all__ = ["CONTACTS", "DUE", "INDEXES", "LOG_KEEP", "NEVER", "SENT_KEEP", "ContactRepository", "DueRef", "Lookup",
-           "Settle", "ingest_pipeline"]
+           "Settle", "ingest_pipeline", "states_pipeline"]
 SENT_KEEP = 60  # frequency caps count at most this many sends in a week
 LOG_KEEP = 30
 
@@ -61,9 +63,15 @@ class Lookup:
 
 def _merge_state(key: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Pipeline expression: `flows` with these fields merged into `flows.<key>` (other flows untouched)."""
+    return _merge_states({key: fields})
+
+
+def _merge_states(states: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Pipeline expression: `flows` with each key's fields merged into `flows.<key>` (other flows untouched)."""
     return {"$mergeObjects": [
         {"$ifNull": ["$flows", {}]},
-        {key: {"$mergeObjects": [{"$ifNull": [f"$flows.{key}", {}]}, {"$literal": dict(fields)}]}},
+        {key: {"$mergeObjects": [{"$ifNull": [f"$flows.{key}", {}]}, {"$literal": dict(fields)}]}
+         for key, fields in states.items()},
     ]}
 
 
@@ -71,12 +79,18 @@ def ingest_pipeline(shop_id: str, line_user_id: str, key: str, fields: Mapping[s
                     due_at: datetime | None) -> list[dict[str, Any]]:
     """The update an ingest write makes: merge the flow's fields, bump `v`, and — only when no worker
     holds the contact — move `next_due_at` earlier to `due_at` (a later due time is found by the engine)."""
+    return states_pipeline(shop_id, line_user_id, {key: fields}, due_at)
+
+
+def states_pipeline(shop_id: str, line_user_id: str, states: Mapping[str, Mapping[str, Any]],
+                    due_at: datetime | None) -> list[dict[str, Any]]:
+    """`ingest_pipeline` for several flows' sub-states in one write."""
     due = due_at or NEVER
     current = {"$ifNull": ["$next_due_at", NEVER]}
     return [{"$set": {
         "shop_id": {"$ifNull": ["$shop_id", {"$literal": shop_id}]},
         "line_user_id": {"$ifNull": ["$line_user_id", {"$literal": line_user_id}]},
-        "flows": _merge_state(key, fields),
+        "flows": _merge_states(states),
         "v": {"$add": [{"$ifNull": ["$v", 0]}, 1]},
         "next_due_at": {"$cond": [{"$eq": [{"$ifNull": ["$claim", None]}, None]},
                                   {"$min": [current, {"$literal": due}]}, current]},
@@ -109,14 +123,51 @@ class ContactRepository:
         `when` is a filter on the current document (e.g. `{"flows.reminders.status": {"$ne": "active"}}`);
         when it does not hold for an existing contact nothing changes and False is returned.
         """
+        return await self.put_flow_states(shop_id, line_user_id, {key: fields}, due_at=due_at, when=when,
+                                          create=create)
+
+    async def put_flow_states(self, shop_id: str, line_user_id: str, states: Mapping[str, Mapping[str, Any]], *,
+                              due_at: datetime | None, when: Mapping[str, Any] | None = None,
+                              create: bool = True) -> bool:
+        """`put_flow_state` for several flows' sub-states in one write (`states`: key → fields; each sub-state
+        takes its own `due_at` from its fields when given there, else `due_at`)."""
         query: dict[str, Any] = {"_id": customer_key(shop_id, line_user_id), **(when or {})}
-        fields = {**fields, "due_at": due_at}
+        states = {key: {"due_at": due_at, **fields} for key, fields in states.items()}
+        dues = [state["due_at"] for state in states.values() if state["due_at"] is not None]
         try:
             result = await self._contacts.update_one(
-                query, ingest_pipeline(shop_id, line_user_id, key, fields, due_at), upsert=create, hint=BY_ID)
+                query, states_pipeline(shop_id, line_user_id, states, min(dues) if dues else None), upsert=create,
+                hint=BY_ID)
         except DuplicateKeyError:  # the contact exists but `when` does not hold
             return False
         return result.modified_count == 1 or result.upserted_id is not None
+
+    async def put_flow_state_many(self, shop_id: str, line_user_ids: Sequence[str], key: str,
+                                  fields: Mapping[str, Any], *, due_at: datetime | None,
+                                  when: Mapping[str, Any]) -> int:
+        """`put_flow_state` for many customers of a shop (`ID_CHUNK` at a time is cheapest): one `update_many`
+        by `_id $in`, so a shop-wide change (e.g. a monthly notice) costs no round trip per customer. A
+        contact that does not exist yet is created (one read and one bulk upsert, only when some are missing).
+        Returns how many contacts changed."""
+        keys = [customer_key(shop_id, user) for user in line_user_ids]
+        fields = {**fields, "due_at": due_at}
+        result = await self._contacts.update_many({"_id": {"$in": keys}, **when},
+                                                  states_pipeline(shop_id, "", {key: fields}, due_at))
+        changed = result.modified_count
+        if result.matched_count == len(keys):
+            return changed
+        existing = {doc["_id"] async for doc in self._contacts.find({"_id": {"$in": keys}}, {"_id": 1})}
+        missing = [UpdateOne({"_id": k, **when}, states_pipeline(shop_id, user, {key: fields}, due_at), upsert=True)
+                   for k, user in zip(keys, line_user_ids, strict=True) if k not in existing]
+        if missing:
+            try:
+                created = await self._contacts.bulk_write(missing, ordered=False)
+                changed += created.upserted_count + created.modified_count
+            except BulkWriteError as exc:  # created meanwhile and `when` no longer holds: nothing to do there
+                if not only_duplicates(exc):
+                    raise
+                changed += int(exc.details.get("nUpserted") or 0) + int(exc.details.get("nModified") or 0)
+        return changed
 
     async def wake_flow(self, shop_id: str, key: str, now: datetime, when: Mapping[str, Any]) -> int:
         """Make every such sub-state of the shop due now (e.g. a definition edit shortened their wait): the

@@ -2,7 +2,8 @@
 
 Document (`orders`, `_id` = "<shop_id>:<order_id>"): shop_id, order_id,
 line_user_id (resolved at ingest: given, else the browser's link, else the
-customer with that shop_customer_id, else the customer with that e-mail),
+customer with that shop_customer_id, else the customer with that e-mail, else
+the owner of the cart whose token it carries),
 customer_id, browser_id, email, items[{product_id, variant_id, quantity, price}],
 total, status (paid | cancelled | refunded), ordered_at, cart_token, created_at,
 updated_at.
@@ -36,8 +37,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.bulk import only_duplicates
+from storage.carts import CARTS, cart_key
 from storage.customers import new_customer_fields
-from storage.database import Database, Document, IndexSpec
+from storage.database import Database, Document, IndexSpec, find_by_ids
 from storage.keys import browser_key, customer_key, shop_scoped
 from storage.paging import newest_first_page
 from storage.products import ProductRepository
@@ -194,6 +196,7 @@ class Identity:
     browser_id: str | None = None
     customer_id: str | None = None
     email: str | None = None
+    cart_token: str | None = None  # the cart's owner, when nothing else names the customer (a guest checkout)
 
 
 class StaleBatch(Exception):
@@ -207,7 +210,8 @@ class OrderRepository:
         self._customers = database["customers"]
 
     async def resolve_line_users(self, shop_id: str, identities: Sequence[Identity]) -> list[str | None]:
-        """Who placed each order, from the strongest identity known: LINE user, browser link, customer ID, e-mail.
+        """Who placed each order, from the strongest identity known: LINE user, browser link, customer ID, e-mail,
+        the owner of the cart it carries the token of.
 
         Browsers are read with one `_id $in`; customer IDs and e-mails (rare, and `$in` on a
         secondary index is slow here) with one indexed look-up per distinct value.
@@ -231,6 +235,13 @@ class OrderRepository:
                 if customer:
                     found[value] = str(customer["line_user_id"])
             resolved = [r or found.get(getattr(i, attribute) or "") for i, r in zip(identities, resolved)]
+        cart_keys = sorted({cart_key(shop_id, i.cart_token) for i, r in zip(identities, resolved)
+                            if r is None and i.cart_token})
+        if cart_keys:
+            owners = {doc["_id"]: str(doc["line_user_id"]) for doc in await find_by_ids(
+                self._database[CARTS], cart_keys, {"line_user_id": 1}) if doc.get("line_user_id")}
+            resolved = [r or (owners.get(cart_key(shop_id, i.cart_token)) if i.cart_token else None)
+                        for i, r in zip(identities, resolved)]
         return resolved
 
     async def record(self, shop_id: str, order_id: str, fields: dict[str, Any], now: datetime) -> Recorded:

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.cursor import AsyncCursor
 
 from storage.database import Database, Document, IndexSpec
 from storage.keys import shop_scoped
@@ -103,6 +104,13 @@ class ProductRepository:
 
     async def get(self, shop_id: str, product_id: str) -> Document | None:
         return await self._products.find_one({"_id": product_key(shop_id, product_id)})
+
+    def catalogue(self, shop_id: str, projection: Mapping[str, Any]) -> AsyncCursor[Document]:
+        """The shop's whole catalogue through a shop_id index (a flow's per-run read).
+
+        Never hinted: the embedded database answers a hinted query by walking the whole index (every shop).
+        """
+        return self._products.find({"shop_id": shop_id}, projection)
 
     async def get_many(self, shop_id: str, product_ids: Iterable[str]) -> dict[str, Document]:
         keys = [product_key(shop_id, pid) for pid in set(product_ids)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from storage import (
     broadcasts,
     browsers,
+    carts,
     contacts,
     customers,
     dashboard_sessions,
@@ -43,6 +44,7 @@ INDEXES: list[IndexSpec] = [
     *dashboard_sessions.INDEXES,
     *segments.INDEXES,
     *broadcasts.INDEXES,
+    *carts.INDEXES,
 ]
 
 # Indexes earlier versions made that now only cost writes; the web process drops them at start-up.

@@ -18,6 +18,13 @@ from storage.database import Database
 from storage.keys import settings_key
 
 COLOUR = re.compile(r"^#[0-9A-Fa-f]{6}$")
+# A recovery URL goes inside a signed click link, and LINE takes at most 1,000 characters in a button: a PUT
+# takes at most this many. Stored settings are read with the older, wider limit (`STORED_RECOVERY_TEMPLATE`),
+# so a template saved before the limit tightened still reads (its reminders are skipped as too long, named).
+MAX_RECOVERY_TEMPLATE = 400
+STORED_RECOVERY_TEMPLATE = 1000
+# The validation context of settings read back from the database (`ShopSettingsRepository`).
+STORED = {"stored": True}
 
 
 def _utf16_max(limit: int) -> AfterValidator:
@@ -122,6 +129,8 @@ class ReminderSettings(SettingsSection):
 
 
 class CartSettings(SettingsSection):
+    """Cart and checkout abandonment reminders (カゴ落ち): one message per cart, `delay_hours` after its last activity."""
+
     enabled: bool = False
     delay_hours: int = Field(default=3, ge=1, le=24)
     title: ShortText = "カートに商品が残っています"
@@ -129,11 +138,18 @@ class CartSettings(SettingsSection):
     button_text: ButtonText = "カートを見る"
     button_color: Colour = "#06C755"
     alt_text: AltText = "カートに商品が残っています"
-    recovery_url_template: Annotated[str, Field(max_length=1000)] | None = Field(
+    recovery_url_template: Annotated[str, Field(max_length=STORED_RECOVERY_TEMPLATE)] | None = Field(
         default=None, validate_default=True, description="URL that reopens the cart; must contain {cart_token}"
     )
     cooldown_days: int = Field(default=3, ge=0, le=90, description="after a reminder, none again for this long")
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
+    # The checkout stage (the customer reached the checkout and left) has its own texts.
+    checkout_title: ShortText = "ご購入手続きが完了していません"
+    checkout_message_text: MessageText = "ご購入手続きの途中です。カートの商品はこちらからお手続きを再開できます。"
+    checkout_alt_text: AltText = "ご購入手続きが完了していません"
+    low_stock_threshold: int = Field(default=3, ge=0, le=100_000, description="summed stock at or below: low-stock label")
+    low_stock_label: LabelText = "残りわずか!"
+    sold_out_label: LabelText = "在庫切れ"
 
     @field_validator("recovery_url_template")
     @classmethod
@@ -141,6 +157,8 @@ class CartSettings(SettingsSection):
         if template is not None:
             if not template.startswith(("https://", "http://")) or "{cart_token}" not in template:
                 raise ValueError("must be an http(s) URL containing {cart_token}")
+            if len(template) > MAX_RECOVERY_TEMPLATE and not (info.context or {}).get("stored"):
+                raise ValueError(f"at most {MAX_RECOVERY_TEMPLATE} characters (it goes inside a click link)")
         elif info.data.get("enabled"):
             raise ValueError("required when enabled")
         return template
@@ -153,6 +171,9 @@ class PointsSettings(SettingsSection):
     monthly_hour: int = Field(default=10, ge=0, le=23)
     expiry_reminder: bool = True
     expiry_lead_days: int = Field(default=7, ge=1, le=90)
+    quiet_hours: QuietHours = Field(default_factory=QuietHours)
+    button_text: ButtonText = "ショップを見る"
+    color: Colour | None = Field(default=None, description="the notices' accent colour; default: the rich menu's button colour")
 
 
 class Keywords(BaseModel):
@@ -268,13 +289,13 @@ class ShopSettingsRepository:
     async def get(self, shop_id: str, model: type[S]) -> S:
         """The effective settings of one section (defaults where nothing was stored)."""
         doc = await self._collection.find_one({"_id": settings_key(shop_id, _section_name(model))})
-        return model.model_validate(doc["data"] if doc else {})
+        return model.model_validate(doc["data"] if doc else {}, context=STORED)
 
     async def get_many(self, shop_ids: list[str], model: type[S]) -> dict[str, S]:
         """One round trip for a batch of shops (the scheduler's hot path)."""
         name = _section_name(model)
         found = {
-            doc["shop_id"]: model.model_validate(doc["data"])
+            doc["shop_id"]: model.model_validate(doc["data"], context=STORED)
             async for doc in self._collection.find({"_id": {"$in": [settings_key(shop_id, name) for shop_id in shop_ids]}})
         }
         return {shop_id: found.get(shop_id) or model() for shop_id in shop_ids}

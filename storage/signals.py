@@ -161,10 +161,14 @@ class Signals:
     # (database, shop_id: str, line_user_ids: list[str], added: list[str], removed: list[str], now: datetime)
     # after the admin API changed tags; `added` may name tags a customer already had (listeners check).
     tags_changed: Signal = field(default_factory=lambda: Signal("tags_changed"))
+    # (database, shop_id: str, line_user_id: str, types: list[str], now: datetime) after a points transaction
+    # was posted (`types`: the types of the entries it wrote, e.g. ["earn"], or ["expire", "use"] when due
+    # expiries went first); intended inside the ledger's transaction. The worker's expiry job does not send it.
+    points_recorded: Signal = field(default_factory=lambda: Signal("points_recorded"))
 
     def all(self) -> list[Signal]:
         return [self.order_recorded, self.browser_linked, self.product_viewed, self.browser_events,
-                self.customer_followed, self.tags_changed]
+                self.customer_followed, self.tags_changed, self.points_recorded]
 
     async def drain(self, database: Database, now: datetime, limit: int = 500) -> dict[str, int]:
         """Run again the intents left by a crash or a failed listener (the worker's `outbox` job).

@@ -8,7 +8,7 @@ per customer, no sends, no writes: the engine does those, and the dry run
 (`preview`) calls the same `plan_item`, so a preview is exactly what is sent.
 
 The Flex message is built as JSON bytes: each product's bubble for a step is
-built and encoded once per run (`EncodedTemplate`) and shared by every customer
+built and encoded once per run (`core.flex_cards.CardTemplate`) and shared by every customer
 shown it; only the click URLs, which name the delivery, are joined in per
 customer, and LINE's size limits are checked on the exact byte counts.
 
@@ -28,19 +28,18 @@ from typing import Any
 from pymongo.asynchronous.cursor import AsyncCursor
 
 from core.clock import as_utc
-from core.flex import EncodedTemplate, encoded_carousel_message
-from core.flex import clip as truncate
-from core.line_limits import MAX_ALT_TEXT
+from core.flex_cards import CardTemplate, carousel_message
 from delivery.clicks import Click, click_secret, click_url
 from delivery.flow import Intent, IntentKind, delivery_key
 from delivery.windows import quiet_window
 from flows.reminders.choice import Candidates, candidate_lists
 from flows.reminders.decide import CustomerFacts, Decision, decide
-from flows.reminders.message import URL_SLOT, ProductCard, bubble_template
+from flows.reminders.message import ProductCard, bubble_template
 from flows.reminders.profile import bought_products, view_stats
 from flows.reminders.timing import step_due_at
 from storage.contacts import Lookup
 from storage.database import Database, Document
+from storage.products import ProductRepository
 from storage.shop_settings import ReminderSettings, ReminderStep, ShopSettingsRepository
 from storage.shops import Shop
 
@@ -58,11 +57,8 @@ PRODUCT_FIELDS = {
 
 
 def catalogue_cursor(database: Database, shop_id: str) -> AsyncCursor[Document]:
-    """The shop's whole catalogue through a shop_id index, projected to what a card needs.
-
-    Never hinted: the embedded database answers a hinted query by walking the whole index (every shop).
-    """
-    return database["products"].find({"shop_id": shop_id}, PRODUCT_FIELDS)
+    """The shop's whole catalogue, projected to what a card and the product choice need."""
+    return ProductRepository(database).catalogue(shop_id, PRODUCT_FIELDS)
 
 
 @dataclass
@@ -119,7 +115,7 @@ class RemindersFlow:
     def __init__(self, public_base: str) -> None:
         self._public_base = public_base
         self._shops: dict[str, ShopCatalogue | None] = {}
-        self._bubbles: dict[tuple[str, int, str], EncodedTemplate] = {}  # (shop, step index, product) → bubble
+        self._bubbles: dict[tuple[str, int, str], CardTemplate] = {}  # (shop, step index, product) → bubble
 
     def owns(self, state_key: str) -> bool:
         return state_key == STATE_KEY
@@ -172,7 +168,7 @@ class RemindersFlow:
                 click_url(self._public_base, cat.click_key,
                           Click(shop_id, CAMPAIGN, decision.step + 1, planned.key, f"p:{p['product_id']}")))
                 for p in planned.products]
-            planned.encoded = encoded_carousel_message(truncate(planned.step.alt_text, MAX_ALT_TEXT), bubbles)
+            planned.encoded = carousel_message(planned.step.alt_text, bubbles)
         return planned
 
     def intent(self, item: Planned, now: datetime) -> Intent:
@@ -206,7 +202,7 @@ class RemindersFlow:
             return step_due_at(as_utc(anchor), steps[decision.step + 1].delay_days)
         return (decision.due_at or as_utc(anchor)) + LAST_STEP_STALE
 
-    def _template(self, cat: ShopCatalogue, step_index: int, step: ReminderStep, product: Document) -> EncodedTemplate:
+    def _template(self, cat: ShopCatalogue, step_index: int, step: ReminderStep, product: Document) -> CardTemplate:
         """The product's bubble on this step, built and encoded on first use in the run (the catalogue is
         fixed per run); each customer's click URL is filled into the encoded bytes."""
         key = (cat.shop.shop_id, step_index, product["product_id"])
@@ -217,5 +213,5 @@ class RemindersFlow:
                 sale_price=product.get("sale_price"), image_url=product.get("image_url"),
                 total_stock=int(product.get("total_stock") or 0) if product.get("track_inventory") else None,
             )
-            template = self._bubbles[key] = EncodedTemplate(bubble_template(card, step).bubble, URL_SLOT)
+            template = self._bubbles[key] = bubble_template(card, step)
         return template

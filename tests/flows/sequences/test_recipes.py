@@ -98,6 +98,10 @@ async def test_recipe_2_signup_tag_then_7_days_later_only_without_purchases_goal
     })
     for user in (A, B, C, D):
         await world.follow(user, name=f"お客{user[1]}", at=START)
+    # This shop's points are for the sequence's text only: no points notices (they default to on).
+    notices = await world.client.put(world.api("/settings/points"), json={
+        "earned_notice": False, "expiry_reminder": False}, headers=world.shop.auth)
+    assert notices.status == 200, await notices.text()
     points = await world.client.post(world.api("/points/transactions"), json={
         "transaction_id": "t1", "line_user_id": A, "type": "earn", "amount": 500,
         "expires_at": (START + days(365)).isoformat()}, headers=world.shop.auth)
