@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, UpdateOne, WriteConcern
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
@@ -45,6 +45,7 @@ INDEXES: list[IndexSpec] = (
 )
 
 LINK_HISTORY_KEEP = 20
+UNJOURNALED = WriteConcern(w=1, j=False)  # `record_seen` only
 ID_CHUNK = 25  # `$in` on _id grows superlinearly on the embedded database
 
 
@@ -115,7 +116,9 @@ class BrowserRepository:
             )
             for entry in seen
         ]
-        await self._browsers.bulk_write(ops, ordered=False)
+        # Not waiting for the journal: the group's events are written after this and their journaled commit
+        # (and barrier, storage.durability) syncs the log up to and including it; alone it acknowledges nothing.
+        await self._browsers.with_options(write_concern=UNJOURNALED).bulk_write(ops, ordered=False)
 
     async def add_views_many(self, entries: Sequence[BrowserViews],
                              session: AsyncClientSession | None = None) -> list[tuple[str, str]]:
