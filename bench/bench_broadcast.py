@@ -36,9 +36,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
-from bench.common import bench_database
+from bench.common import Commands, await_port, bench_database, rss_mb
 
 NOW = datetime(2037, 12, 10, 1, 0, tzinfo=UTC)
 PLANS = ["subscription-101-plan:定期便A", "subscription-102-plan:定期便B", "subscription-103-plan:お試し"]
@@ -47,42 +47,6 @@ EVERYONE: dict[str, Any] = {}
 MESSAGES: list[dict[str, Any]] = [{"type": "text", "text": "【会員様限定】冬のセールのお知らせ"},
             {"type": "template", "altText": "セール会場へ", "template": {"type": "buttons", "text": "セール会場はこちら",
              "actions": [{"type": "uri", "label": "見る", "uri": "https://shop.example/sale"}]}}]
-
-
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.enabled = False
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.enabled:
-            self.counts[event.command_name] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-async def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 async def seed(database: Any, shop_id: str, n: int) -> tuple[int, int]:
@@ -169,7 +133,7 @@ async def main(args: argparse.Namespace) -> None:
     sim = subprocess.Popen([sys.executable, "-m", "linesim", "--port", str(sim_port)],  # noqa: ASYNC220
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        await wait_port(sim_port)
+        await await_port(sim_port)
         sim_url = f"http://127.0.0.1:{sim_port}"
         async with bench_database("bench_broadcast") as (uri, db_name), SimClient(sim_url) as control:
             await control.config(rate_limits={"multicast": args.rate})

@@ -27,65 +27,18 @@ import asyncio
 import os
 import random
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import AsyncMongoClient, UpdateOne, monitoring
+from pymongo import AsyncMongoClient, UpdateOne
+
+from bench.common import Commands, await_port, cpu_seconds
 
 NOW = datetime(2026, 12, 10, 3, 0, tzinfo=UTC)  # 12:00 in Tokyo
-
-
-class Commands(monitoring.CommandListener):
-    """Counts database round trips (and their time) by command name while enabled."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.millis: Counter[str] = Counter()
-        self.enabled = False
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.enabled:
-            self.counts[event.command_name] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        if self.enabled:
-            self.millis[event.command_name] += event.duration_micros // 1000
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-def cpu_seconds(pid: int | None = None) -> float:
-    """User+system CPU of a process so far (this one by default): who is busy during the run."""
-    with open(f"/proc/{pid or os.getpid()}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 async def seed(db: Any, shop_id: str, args: argparse.Namespace) -> None:
@@ -190,6 +143,8 @@ async def main(args: argparse.Namespace) -> None:
 
     print(f"bench_carts: {os.cpu_count()} CPUs; linesim validation {'on' if args.validate else 'off'}")
     with tempfile.TemporaryDirectory(prefix="bench-carts-") as tmp:
+        from storage.embedded import free_port
+
         db_port, sim_port = free_port(), free_port()
         db = await asyncio.create_subprocess_exec(
             *server_command(), "--host", "127.0.0.1", "--port", str(db_port), "--storage-path", f"{tmp}/db",
@@ -197,8 +152,8 @@ async def main(args: argparse.Namespace) -> None:
         sim = await asyncio.create_subprocess_exec(sys.executable, "-m", "linesim", "--port", str(sim_port),
                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            await wait_port(db_port)
-            await wait_port(sim_port)
+            await await_port(db_port)
+            await await_port(sim_port)
             uri = f"mongodb://127.0.0.1:{db_port}/?directConnection=true"
             sim_url = f"http://127.0.0.1:{sim_port}"
             listener = Commands()

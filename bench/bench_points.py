@@ -27,23 +27,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.common import bench_database
+from bench.common import bench_database, wait_port
 
 NOW = datetime(2038, 1, 1, 1, 0, tzinfo=UTC)  # 10:00 on January 1st in Tokyo: the monthly moment
 MONTH = "2038-01"
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def user(n: int) -> str:

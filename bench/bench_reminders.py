@@ -29,62 +29,15 @@ import secrets
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pymongo import AsyncMongoClient, UpdateOne, monitoring
+from pymongo import AsyncMongoClient, UpdateOne
+
+from bench.common import Commands, cpu_seconds, rss_mb, wait_port
 
 NOW = datetime(2026, 12, 10, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo, outside quiet hours
-
-
-class Commands(monitoring.CommandListener):
-    """Counts database round trips, and the time until each answered, by command name while enabled."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.micros: Counter[str] = Counter()
-        self.enabled = False
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.enabled:
-            self.counts[event.command_name] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        if self.enabled:
-            self.micros[event.command_name] += event.duration_micros
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User+system CPU of a process so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 async def seed(db: Any, shop_id: str, customers: int, views: int, products: int) -> None:

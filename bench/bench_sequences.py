@@ -24,7 +24,6 @@ import asyncio
 import cProfile
 import pstats
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -32,27 +31,11 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
-from bench.common import bench_database
+from bench.common import Commands, bench_database, wait_port
 
 NOW = datetime(2026, 12, 10, 1, 0, tzinfo=UTC)  # a Thursday, 10:00 in Tokyo
-
-
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.enabled = False
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.enabled:
-            self.counts[event.command_name] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 SEQUENCE: dict[str, Any] = {
@@ -88,17 +71,6 @@ async def seed(db: Any, shop_id: str, customers: int, gen: str) -> list[str]:
         await db["customers"].insert_many(people, ordered=False)
         await db["contacts"].insert_many(contacts, ordered=False)
     return users
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 async def main(args: argparse.Namespace, sim_url: str) -> None:

@@ -1,4 +1,5 @@
-"""What every benchmark needs: a MongoDB for one run, cleaned up afterwards."""
+"""What every benchmark needs: a MongoDB for one run (cleaned up afterwards), round-trip counts, memory and CPU
+readings, and waiting for a child server's port."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import tempfile
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
+
+from pymongo import monitoring
 
 from storage.database import connect
 from storage.embedded import start_embedded
@@ -48,3 +54,56 @@ def run(main: Coroutine[Any, Any, None]) -> None:
             await task
 
     asyncio.run(guarded())
+
+
+class Commands(monitoring.CommandListener):
+    """Counts database round trips, and the time until each answered, by command name while enabled."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.micros: Counter[str] = Counter()
+        self.enabled = False
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.enabled:
+            self.counts[event.command_name] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if self.enabled:
+            self.micros[event.command_name] += event.duration_micros
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def rss_mb() -> float:
+    """This process's resident memory."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User+system CPU of a process so far (this one by default): who is busy during the run."""
+    with open(f"/proc/{pid or os.getpid()}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    """Block until something listens on the local `port` (a child server started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+async def await_port(port: int, timeout: float = 60) -> None:
+    """`wait_port` without blocking the event loop."""
+    await asyncio.to_thread(wait_port, port, timeout)
