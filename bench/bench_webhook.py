@@ -42,6 +42,8 @@ from bench import line_stub
 from bench.common import bench_database, run
 from linesim import webhook as events
 from storage.embedded import free_port
+from storage.webhook_events import COLLECTION as BATCHES
+from storage.webhook_events import WebhookEventRepository
 
 SHOP_SECRET = "bench-channel-secret"
 SHOP_TOKEN = "bench-channel-token"
@@ -287,15 +289,20 @@ class Drain:
     db_commands: Counter[str]
 
 
+async def _stored(database: Any) -> int:
+    """Events stored so far (the benchmark's one shop): the keys of every stored batch."""
+    return sum([len(doc["keys"]) async for doc in database[BATCHES].find({}, {"keys": 1})])
+
+
 async def wait_handled(database: Any, shop_id: str, before: int, acked: int, stub_url: str, ours_url: str,
                        commands_before: Counter[str], timeout: float = 120) -> Drain:
     """Wait until every acknowledged event is stored and no longer 'handling'; time it from the end of the load."""
     started = time.perf_counter()
-    collection = database["webhook_events"]
+    repository = WebhookEventRepository(database)
     while True:  # polled through the recovery index (one shop per run), cheap while the app works
-        unhandled = await collection.count_documents({"state": "handling"})
+        unhandled = await repository.waiting()
         if unhandled == 0 or time.perf_counter() - started > timeout:
-            stored = await collection.count_documents({"shop_id": shop_id}) - before
+            stored = await _stored(database) - before
             if stored >= acked or time.perf_counter() - started > timeout:
                 break
         await asyncio.sleep(0.05)
@@ -377,7 +384,7 @@ async def _bench(args: argparse.Namespace, uri: str, db_name: str) -> None:
         population = Population(known)
         for url in targets.values():  # warm-up: connections, caches, the first customers
             await paced(url, population, 50, 1, 1)
-        counted = await database["webhook_events"].count_documents({"shop_id": shop_id})
+        counted = await _stored(database)
         await wait_handled(database, shop_id, 0, counted, stub_url, ours_base, Counter())
 
         print(f"webhook benchmark: {os.cpu_count()} CPUs, loopback; database: {'MONGODB_URI' if os.environ.get('MONGODB_URI') else 'embedded SecantusDB'};"
@@ -386,7 +393,7 @@ async def _bench(args: argparse.Namespace, uri: str, db_name: str) -> None:
               f"'achieved' = events acknowledged with 200 per second")
 
         async def ours(rate: float, per_request: int) -> tuple[Run, Drain]:
-            before = await database["webhook_events"].count_documents({"shop_id": shop_id})
+            before = await _stored(database)
             commands = Counter(await _json(ours_base + "/_bench/db"))
             await _post(stub_url + "/_stub/reset")
             run = await paced(targets["ours"], population, rate, args.seconds, per_request)

@@ -14,13 +14,18 @@ Order: each sender's events are handled one after another in LINE's
 timestamp order (handlers see the writes of the sender's earlier events);
 different senders run concurrently. A handler that raises fails its event
 only: it is retried later (lease back-off), the others are recorded done.
+
+Events are stored a batch of requests per document (`storage.webhook_events`),
+and one stored batch may be handled in several handling batches: `Ownership`
+counts what its owner still holds of each, so that the last handling batch to
+finish one closes it (done, or a back-off when some event failed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from bot.batch import Batch
@@ -38,6 +43,50 @@ from storage.webhook_events import AnswerPlan, HandlingResult, WebhookEventRepos
 log = logging.getLogger("linecrm.webhook")
 
 ROUTER: Router = build_router()
+
+
+class Ownership:
+    """The stored batches an owner (a process's pipeline, or one recovery sweep) holds events of."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, int] = {}
+        self._incomplete: set[str] = set()
+
+    def take(self, docs: Iterable[Document]) -> None:
+        for doc in docs:
+            self._held[doc["batch"]] = self._held.get(doc["batch"], 0) + 1
+
+    def put_back(self, docs: Iterable[Document]) -> None:
+        """Events left to recovery unhandled: their stored batch may not be closed by this owner."""
+        for doc in docs:
+            self._incomplete.add(doc["batch"])
+            self._release(doc["batch"])
+
+    def settle(self, results: Iterable[HandlingResult]) -> dict[str, bool]:
+        """Count handled events; the stored batches they close -> whether every event of it succeeded."""
+        touched: set[str] = set()
+        for result in results:
+            if result.error is not None:
+                self._incomplete.add(result.batch)
+            touched.add(result.batch)
+            self._held[result.batch] = self._held.get(result.batch, 1) - 1
+        closing: dict[str, bool] = {}
+        for batch in touched:
+            if self._held.get(batch, 0) <= 0:
+                closing[batch] = batch not in self._incomplete
+                self._release(batch, 0)
+        return closing
+
+    def _release(self, batch: str, count: int = 1) -> None:
+        left = self._held.get(batch, count) - count
+        if left > 0:
+            self._held[batch] = left
+        else:
+            self._held.pop(batch, None)
+            self._incomplete.discard(batch)
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
 def _timestamp(doc: Document) -> int:
@@ -65,16 +114,38 @@ async def handle_batch(
     now: Callable[[], datetime],
     router: Router = ROUTER,
     turn: asyncio.Lock | None = None,
+    ownership: Ownership | None = None,
 ) -> list[HandlingResult]:
-    """Handle stored events of one shop (each still owned by the claim it carries) and record every outcome."""
+    """Handle stored events of one shop (each still owned by the claim it carries) and record every outcome.
+
+    `ownership` holds these events (taken before); without one, the call owns exactly `docs`.
+    """
+    if ownership is None:
+        ownership = Ownership()
+        ownership.take(docs)
     turn = turn or asyncio.Lock()
+    try:
+        results, record = await _handle(db, line, settings, shop, docs, now, router, turn)
+    except BaseException:
+        ownership.put_back(docs)
+        raise
+    async with turn:
+        closing = ownership.settle(results)  # from here on, this call no longer holds its events
+        await WebhookEventRepository(db).finish(results, now(), closing, record)
+    return results
+
+
+async def _handle(db: Database, line: LineClients, settings: Settings, shop: Shop, docs: Sequence[Document],
+                  now: Callable[[], datetime], router: Router,
+                  turn: asyncio.Lock) -> tuple[list[HandlingResult], str | None]:
+    """Run the handlers and send the answers; the outcomes (not yet recorded) and the answers' record."""
     client = line.for_token(shop.line.channel_access_token)
     batch = Batch(db, shop, now())
     repository = WebhookEventRepository(db)
     ordered = sorted(docs, key=_timestamp)
     # Only a re-run (recovery) can find an answer an earlier attempt was about to send.
-    rerun = [doc["_id"] for doc in ordered if int(doc.get("attempts", 1)) > 1 and doc.get("responded_at") is None]
-    previous = await repository.answering(rerun) if rerun else {}
+    previous = {doc["_id"]: str(doc["answering"]) for doc in ordered
+                if doc.get("answering") and doc.get("responded_at") is None}
     contexts: list[EventContext] = []
     for doc in ordered:
         # A reply that may have gone out is never repeated (it has no retry key); a push may be.
@@ -103,7 +174,7 @@ async def handle_batch(
     chains = _chains(contexts)
     await asyncio.gather(*(dispatch(chain) for chain in chains))
 
-    claims = {doc["_id"]: doc["claim"] for doc in ordered}
+    stored = {doc["_id"]: doc for doc in ordered}
     planned: dict[str, str] = {}
     at = now()
     for ctx in contexts:
@@ -114,7 +185,8 @@ async def handle_batch(
     # Everything the answers confirm is stored before the first answer goes out.
     async with turn:
         followed = await batch.flush()
-        await repository.mark_answering([AnswerPlan(key, claims[key], method) for key, method in planned.items()], at)
+        record = await repository.mark_answering([AnswerPlan.of(stored[key], method)
+                                                  for key, method in planned.items()], at)
 
     await deliver_all(followed)  # the flows hear the follows (an undelivered intent stays for the drain)
     sent: dict[str, Sent] = {}
@@ -126,20 +198,18 @@ async def handle_batch(
 
     await asyncio.gather(*(answer(chain) for chain in chains))
 
-    results = [_result(ctx, claims[ctx.key], outcomes.get(ctx.key), sent.get(ctx.key),
-                       int(doc.get("attempts", 1))) for ctx, doc in zip(contexts, ordered, strict=True)]
-    async with turn:
-        await repository.finish(results, now())
-    return results
+    return [_result(ctx, doc, outcomes.get(ctx.key), sent.get(ctx.key))
+            for ctx, doc in zip(contexts, ordered, strict=True)], record
 
 
-def _result(ctx: EventContext, claim: str, outcome: Outcome | Exception | None, sent: Sent | None,
-            attempts: int) -> HandlingResult:
+def _result(ctx: EventContext, doc: Document, outcome: Outcome | Exception | None,
+            sent: Sent | None) -> HandlingResult:
+    stored = {"attempts": int(doc.get("attempts", 1)), "batch": doc["batch"]}
     if isinstance(outcome, Exception):
-        return HandlingResult(ctx.key, claim, "error", f"{type(outcome).__name__}: {outcome}", attempts)
+        return HandlingResult(ctx.key, doc["claim"], "error", f"{type(outcome).__name__}: {outcome}", **stored)
     name = str(outcome) if outcome is not None else "unhandled"
     if sent is not None and sent.error is not None:
         log.warning("answer to event %s of shop %s failed: %s", ctx.webhook_event_id, ctx.shop.shop_id, sent.error)
-        return HandlingResult(ctx.key, claim, "error", sent.error, attempts, answer_unsent=sent.unsent)
-    return HandlingResult(ctx.key, claim, name, responded=sent is not None and sent.responded)
+        return HandlingResult(ctx.key, doc["claim"], "error", sent.error, answer_unsent=sent.unsent, **stored)
+    return HandlingResult(ctx.key, doc["claim"], name, responded=sent is not None and sent.responded, **stored)
 

@@ -12,6 +12,7 @@ from core.settings import Settings
 
 if TYPE_CHECKING:
     from admin_api.registry import AdminApi
+    from bot.handling import Ownership
     from bot.pipeline import HandlingPipeline
     from core.line_client import LineClients
     from storage.database import Database
@@ -25,6 +26,7 @@ DATABASE: web.AppKey[Database] = web.AppKey("database")
 LINE: web.AppKey[LineClients] = web.AppKey("line")
 SHOPS: web.AppKey[ShopCache] = web.AppKey("shops")
 WEBHOOK_PIPELINE: web.AppKey[HandlingPipeline] = web.AppKey("webhook_pipeline")
+WEBHOOK_OWNERSHIP: web.AppKey[Ownership] = web.AppKey("webhook_ownership")
 WEBHOOK_WRITES: web.AppKey[GroupCommit[Document, bool]] = web.AppKey("webhook_writes")
 ADMIN_API: web.AppKey[AdminApi] = web.AppKey("admin_api")  # the composed admin routes (the dashboard calls them)
 BACKGROUND_TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("background_tasks")

@@ -3,9 +3,9 @@
 Order matters: the signature is checked on the raw body, in constant time,
 before anything is parsed (the shop and its secret come from a short-lived
 per-process cache); every event is stored durably (unique by webhookEventId,
-`ACKNOWLEDGED` write concern, written together with the events of concurrent
-requests) before the 200, so nothing is lost if the process or the database
-dies. Handling runs after the acknowledgement, in the bounded pipeline
+`ACKNOWLEDGED` write concern, in one document with the events of concurrent
+requests: `storage.webhook_events`) before the 200, so nothing is lost if the
+process or the database dies. Handling runs after the acknowledgement, in the bounded pipeline
 (`bot.pipeline`): when it is full, or the database is down, the answer is a
 quick 503 and LINE redelivers. Events whose handler died or failed are
 claimed again by the recovery loop (at start-up, then periodically), and a
@@ -32,9 +32,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import PyMongoError
 
-from bot.handling import handle_batch
+from bot.handling import Ownership, handle_batch
 from bot.pipeline import HandlingPipeline
-from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS, SHOPS, WEBHOOK_PIPELINE, WEBHOOK_WRITES
+from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS, SHOPS, WEBHOOK_OWNERSHIP, WEBHOOK_PIPELINE, WEBHOOK_WRITES
 from core.errors import ApiError, field_path
 from core.line_client import LineClients
 from core.settings import Settings
@@ -43,17 +43,17 @@ from storage.durability import ACK_TIMEOUT_SECONDS, writable
 from storage.group_commit import GroupCommit
 from storage.shops import Shop, ShopRepository
 from storage.types import Document
-from storage.webhook_events import LEASE, HandlingResult, WebhookEventRepository, event_documents, new_claim
+from storage.webhook_events import LEASE, HandlingResult, WebhookEventRepository, event_documents
 
 log = logging.getLogger("linecrm.webhook")
 
 SIGNATURE_HEADER = "x-line-signature"
 SHOP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 RECOVERY_INTERVAL_SECONDS = 30.0
-RECOVERY_BATCH = 200
+RECOVERY_BATCH = 20  # stored batches per recovery claim (each holds the events of a few requests)
 HANDLING_BATCH = 50  # events per handling batch (a batch's reads and writes grow with it)
 SHUTDOWN_GRACE_SECONDS = 5.0
-GROUP_WRITE_MAX = 500  # events per group insert
+GROUP_WRITE_MAX = 500  # events per stored batch (one document: well under its 16 MB)
 GROUP_WRITES_IN_FLIGHT = 2  # a journaled insert waits for its fsync: let the next group start meanwhile
 
 
@@ -141,7 +141,7 @@ async def receive(request: web.Request) -> web.Response:
         raise Unavailable("too many events waiting to be handled; try again later")
     stored = False
     try:
-        docs = event_documents(shop.shop_id, events, app[CLOCK].now(), new_claim())
+        docs = event_documents(shop.shop_id, events, app[CLOCK].now())
         try:
             fresh = await app[WEBHOOK_WRITES].submit(docs)
         except (PyMongoError, TimeoutError) as exc:
@@ -151,6 +151,7 @@ async def receive(request: web.Request) -> web.Response:
         if len(new) < len(docs):
             log.info("shop %s: %d duplicate/redelivered event(s) ignored", shop.shop_id, len(docs) - len(new))
         pipeline.unreserve(len(docs) - len(new))
+        app[WEBHOOK_OWNERSHIP].take(new)
         pipeline.submit(shop, new)
         stored = True
     finally:
@@ -164,25 +165,31 @@ async def recover_expired(db: Database, line: LineClients, settings: Settings, n
     repository = WebhookEventRepository(db)
     shops = ShopRepository(db)
     handled = 0
+    await repository.adopt_legacy(now())
     while True:
         _, docs = await repository.claim_expired(now(), limit=RECOVERY_BATCH)
         if not docs:
             return handled
+        ownership = Ownership()  # this sweep owns the stored batches it claimed: it closes them
+        ownership.take(docs)
         by_shop: dict[str, list[Document]] = {}
         for doc in docs:
             by_shop.setdefault(doc["shop_id"], []).append(doc)
         for shop_id, shop_docs in by_shop.items():
             shop = await shops.get(shop_id)
             if shop is None:
-                await repository.finish([HandlingResult(d["_id"], d["claim"], "shop_gone") for d in shop_docs], now())
+                results = [HandlingResult(d["_id"], d["claim"], "shop_gone", batch=d["batch"])
+                           for d in shop_docs]
+                await repository.finish(results, now(), ownership.settle(results))
                 continue
             for start in range(0, len(shop_docs), HANDLING_BATCH):
-                await handle_batch(db, line, settings, shop, shop_docs[start:start + HANDLING_BATCH], now)
+                await handle_batch(db, line, settings, shop, shop_docs[start:start + HANDLING_BATCH], now,
+                                   ownership=ownership)
         handled += len(docs)
         log.info("recovered %d stored webhook event(s)", len(docs))
 
 
-def _handler(app: web.Application) -> Callable[[Shop, list[Document]], Any]:
+def _handler(app: web.Application, ownership: Ownership) -> Callable[[Shop, list[Document]], Any]:
     turn = asyncio.Lock()  # the batches take turns at the database (bot.handling)
 
     async def handle(shop: Shop, docs: list[Document]) -> None:
@@ -191,9 +198,11 @@ def _handler(app: web.Application) -> Callable[[Shop, list[Document]], Any]:
         late = [doc for doc in docs if now() - doc["received_at"] > LEASE / 2]
         if late:
             log.warning("%d webhook event(s) of shop %s waited too long; left to recovery", len(late), shop.shop_id)
+            ownership.put_back(late)
             docs = [doc for doc in docs if now() - doc["received_at"] <= LEASE / 2]
         if docs:
-            await handle_batch(app[DATABASE], app[LINE], app[SETTINGS], shop, docs, now, turn=turn)
+            await handle_batch(app[DATABASE], app[LINE], app[SETTINGS], shop, docs, now, turn=turn,
+                               ownership=ownership)
 
     return handle
 
@@ -209,10 +218,12 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
 
     writes: GroupCommit[Document, bool] = GroupCommit(write, max_items=GROUP_WRITE_MAX,
                                                       max_in_flight=GROUP_WRITES_IN_FLIGHT)
-    pipeline = HandlingPipeline(_handler(app), workers=settings.webhook_workers,
+    ownership = Ownership()  # the stored batches whose events this process holds
+    pipeline = HandlingPipeline(_handler(app, ownership), workers=settings.webhook_workers,
                                 capacity=settings.webhook_queue_max, batch_max=HANDLING_BATCH)
     app[WEBHOOK_WRITES] = writes
     app[WEBHOOK_PIPELINE] = pipeline
+    app[WEBHOOK_OWNERSHIP] = ownership
     pipeline.start()
     yield
     await writes.close()

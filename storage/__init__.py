@@ -15,8 +15,9 @@ Collections
 - `browsers`: a first-party browser ID of one shop, the customer it is linked to, and
   its per-minute tracking budget (rate limit shared by all web processes).
 - `events`: browser events (page views, carts, purchases), unique by client event ID.
-- `webhook_events`: every LINE webhook event as received, unique by `webhookEventId`,
-  with its handling state (so a crash between ack and handling is recovered).
+- `webhook_batches`: every LINE webhook event as received, the events of requests arriving together
+  in one document, unique by `webhookEventId`, with their handling state (so a crash between ack and
+  handling is recovered; storage.webhook_events).
 - `carts`: one per cart token of a shop (tracking events and the platform's `PUT /carts`): lines, stage,
   open/ordered/emptied, value, owner, last activity, abandonment moment (storage.carts).
 - `products`: the shop's catalogue with variants and summed stock.

@@ -72,12 +72,12 @@ async def test_acknowledgement_does_not_wait_for_a_stalled_handler(
     answers = await asyncio.wait_for(asyncio.gather(*sends), SAFETY_SECONDS)
     assert [answer["status"] for answer in answers] == [200] * 12
     assert gate.entered >= 1 and not gate.opened.is_set()
-    assert await db["webhook_events"].count_documents({"shop_id": shop.shop_id, "state": "handling"}) == 12
+    assert await WebhookEventRepository(db).count(shop.shop_id, "handling") == 12
     assert await sim.messages() == []
 
     gate.opened.set()
     await settle(client.app)
-    assert await db["webhook_events"].count_documents({"shop_id": shop.shop_id, "state": "done"}) == 12
+    assert await WebhookEventRepository(db).count(shop.shop_id, "done") == 12
     sent = await sim.messages()
     assert sorted(m["to"] for m in sent) == sorted(_user(n) for n in range(12))
     assert {m["kind"] for m in sent} == {"reply"}
@@ -138,7 +138,7 @@ async def test_a_handler_blocked_on_one_event_delays_neither_acknowledgements_no
 
     release.set()
     await settle(client.app)
-    assert await db["webhook_events"].count_documents({"shop_id": shop.shop_id, "state": "done"}) == 13
+    assert await WebhookEventRepository(db).count(shop.shop_id, "done") == 13
     assert await db["customers"].count_documents({"shop_id": shop.shop_id, "opted_out": True}) == 12
     for user in others:
         assert len(await sim.messages(to=user)) == 1
@@ -171,7 +171,7 @@ async def test_a_full_pipeline_answers_503_and_loses_nothing_acknowledged(
     assert redelivered["status"] == 200
     await settle(client.app)
     database = client.app[DATABASE_KEY]
-    assert await database["webhook_events"].count_documents({"shop_id": shop.shop_id, "state": "done"}) == 7
+    assert await WebhookEventRepository(database).count(shop.shop_id, "done") == 7
     sent = await sim.messages()
     assert sorted(m["to"] for m in sent) == sorted(_user(n) for n in range(7))  # each answered exactly once
 
@@ -255,7 +255,7 @@ async def test_what_a_stopping_process_acknowledged_but_never_handled_is_handled
     assert redelivered["status"] == 200
     await settle(restarted.app)
     db = restarted.app[DATABASE_KEY]
-    assert await db["webhook_events"].count_documents({"shop_id": shop.shop_id, "state": "done"}) == 7
+    assert await WebhookEventRepository(db).count(shop.shop_id, "done") == 7
     assert await db["customers"].count_documents({"shop_id": shop.shop_id, "opted_out": True}) == 7
     for user in users:
         assert len(await sim.messages(to=user)) == 1  # answered once: neither lost nor repeated

@@ -84,7 +84,8 @@ async def test_an_event_that_keeps_failing_is_given_up_after_its_attempts(
     app = client.app
     repository = WebhookEventRepository(app[DATABASE])
     stored = await repository.store(shop.shop_id, [events.text_message_event(USER, "配信停止")], clock.now())
-    await app[DATABASE]["webhook_events"].update_one({"_id": stored.new[0]["_id"]}, {"$set": {"attempts": MAX_ATTEMPTS}})
+    await app[DATABASE]["webhook_batches"].update_one({"_id": stored.new[0]["batch"]},
+                                                      {"$set": {"attempts": MAX_ATTEMPTS}})
     clock.advance(LEASE * 2)
     assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 0
     doc = await repository.get(shop.shop_id, stored.new[0]["webhook_event_id"])
@@ -99,7 +100,7 @@ async def test_a_crash_after_an_answer_was_marked_never_repeats_a_reply(
     app = client.app
     repository = WebhookEventRepository(app[DATABASE])
     stored = await repository.store(shop.shop_id, [events.text_message_event(USER, "配信停止")], clock.now())
-    await repository.mark_answering([AnswerPlan(stored.new[0]["_id"], stored.claim, "reply")], clock.now())
+    await repository.mark_answering([AnswerPlan.of(stored.new[0], "reply")], clock.now())
     clock.advance(LEASE * 2)
     assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 1
     doc = await repository.get(shop.shop_id, stored.new[0]["webhook_event_id"])
@@ -117,7 +118,7 @@ async def test_a_crash_after_an_answer_was_marked_pushes_again_under_the_same_ke
     repository = WebhookEventRepository(app[DATABASE])
     event = events.text_message_event(USER, "配信停止")
     stored = await repository.store(shop.shop_id, [event], clock.now())
-    await repository.mark_answering([AnswerPlan(stored.new[0]["_id"], stored.claim, "push")], clock.now())
+    await repository.mark_answering([AnswerPlan.of(stored.new[0], "push")], clock.now())
     line = app[LINE].for_token(shop.channel_access_token)
     await line.push_json(USER, [{"type": "text", "text": "配信を停止しました"}],
                          retry_key=response_retry_key(shop.shop_id, event["webhookEventId"]))
@@ -140,7 +141,7 @@ async def test_an_answer_line_refused_is_sent_on_the_retry(
     event_id = answer["events"][0]["webhookEventId"]
     doc = await repository.get(shop.shop_id, event_id)
     assert doc is not None and doc["state"] == "handling" and doc["outcome"] == "error"
-    assert await repository.answering([doc["_id"]]) == {}
+    assert doc["answering"] is None
     clock.advance(timedelta(minutes=1))
     assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 1
     assert [m["kind"] for m in await sim.messages(to=USER)] == ["push"]

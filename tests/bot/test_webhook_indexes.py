@@ -35,15 +35,17 @@ def _stages(plan: Any) -> set[str]:
 async def test_recovery_and_lookup_queries_use_indexes(db: Database, shop: ShopHandle, clock: FixedClock) -> None:
     stored = await WebhookEventRepository(db).store(
         shop.shop_id, [events.follow_event(USER) for _ in range(20)], clock.now())
-    ids = [doc["_id"] for doc in stored.new[:5]]
-    collection = db["webhook_events"]
-    # The writes by event (claim, finish, release) filter on an `_id` list plus a claim/state precondition;
+    batches = sorted({doc["batch"] for doc in stored.new})
+    collection = db["webhook_batches"]
+    # The writes by batch (claim, finish, release) filter on an `_id` list plus a claim/state precondition;
     # the engine fetches those by `_id` (explain shows the `_id` list alone as the access path).
     queries = [
         collection.find({"state": "handling", "lease_until": {"$lte": clock.now()}}, {"_id": 1}).sort("lease_until", 1),
-        collection.find({"_id": {"$in": ids}}),  # recovery read back, finish, release
-        collection.find({"_id": ids[0]}),
-        db["webhook_answering"].find({"_id": {"$in": ids}}),  # a re-run's earlier answers
+        collection.find({"_id": {"$in": batches}}),  # recovery read back, release
+        collection.find({"_id": batches[0]}),  # finish, answering marks
+        collection.find({"keys": stored.new[3]["_id"]}),  # one event, by its key
+        collection.find({"state": "handling"}, {"keys": 1}),  # events waiting
+        db["webhook_handling"].find({"batches": batches[0]}),  # what earlier attempts did (recovery)
     ]
     for cursor in queries:
         plan = await cursor.explain()
@@ -52,8 +54,8 @@ async def test_recovery_and_lookup_queries_use_indexes(db: Database, shop: ShopH
 
 async def test_only_the_indexes_it_needs(db: Database, shop: ShopHandle, clock: FixedClock) -> None:
     await WebhookEventRepository(db).store(shop.shop_id, [events.follow_event(USER)], clock.now())
-    names = {index["name"] async for index in await db["webhook_events"].list_indexes()}
-    assert names == {"_id_", "state_lease", "received_ttl"}
+    names = {index["name"] async for index in await db["webhook_batches"].list_indexes()}
+    assert names == {"_id_", "state_lease", "event_keys", "received_ttl"}
 
 
 async def test_indexes_earlier_versions_made_are_dropped_at_start_up(
@@ -68,4 +70,4 @@ async def test_indexes_earlier_versions_made_are_dropped_at_start_up(
         await database.close()
     app = (await aiohttp_client(create_app(settings, clock=clock))).app
     names = {index["name"] async for index in await app[DATABASE]["webhook_events"].list_indexes()}
-    assert names == {"_id_", "state_lease", "received_ttl"}
+    assert names == {"_id_"}

@@ -140,7 +140,7 @@ async def test_every_webhook_event_type_is_accepted_and_stored(
         assert validate_event(sample) == [], sample["type"]
     answer = await play(*samples)
     assert answer["status"] == 200
-    stored = {doc["type"]: doc async for doc in db["webhook_events"].find({"shop_id": shop.shop_id})}
+    stored = {doc["type"]: doc for doc in await WebhookEventRepository(db).events(shop.shop_id)}
     assert set(stored) == set(_event_types())
     assert all(doc["state"] == "done" for doc in stored.values())
     assert stored["beacon"]["outcome"] == "unhandled" and stored["join"]["outcome"] == "unhandled"
