@@ -6,7 +6,7 @@ customer writes (follow, unfollow, opt-out) to write them in one bulk write
 before any answer goes out - so "配信を停止しました" is only ever said after the
 flag is stored. A handler reads its batch's own pending writes (`customer`
 shows them applied), so two events of one customer in one batch see each
-other in order. Follows are told to the flows (`customer_followed`) as intents
+other in order. Follows are told to the flows (`customers_followed`) as one intent
 written right after the customer writes; the caller delivers them.
 """
 
@@ -38,7 +38,7 @@ class Batch:
         self._customers: dict[str, Document | None] = {}
         self._unknown: set[str] = set()  # customers that did not exist when the batch read them
         self._changes: list[CustomerChange] = []
-        self._followed: list[tuple[Any, ...]] = []  # customer_followed calls, written with the flush
+        self._followed: list[list[Any]] = []  # [line_user_id, is_unblocked]: told the flows with the flush
         self._messaging: MessagingSettings | None = None
         self._messaging_lock = asyncio.Lock()
 
@@ -70,7 +70,7 @@ class Batch:
 
     def record_follow(self, line_user_id: str, profile: dict[str, Any] | None, is_unblocked: bool | None) -> None:
         self._change(follow_change(self.shop.shop_id, line_user_id, profile, is_unblocked, self.now))
-        self._followed.append((self.shop.shop_id, line_user_id, is_unblocked, self.now))
+        self._followed.append([line_user_id, is_unblocked])
 
     def record_unfollow(self, line_user_id: str) -> None:
         self._change(unfollow_change(self.shop.shop_id, line_user_id, self.now))
@@ -80,8 +80,8 @@ class Batch:
 
     async def flush(self) -> list[Intent]:
         """Write the pending customer changes: new customers inserted as the batch leaves them, the others
-        updated (idempotent if run again: a re-run finds the customers and updates them); then the follows'
-        `customer_followed` intents in one insert (after the write: a crash in between re-runs the stored
+        updated (idempotent if run again: a re-run finds the customers and updates them); then one
+        `customers_followed` intent for the batch's follows (after the write: a crash in between re-runs the stored
         events, whose handlers record the follows again). The caller delivers the returned intents."""
         changes, self._changes = self._changes, []
         followed, self._followed = self._followed, []
@@ -94,4 +94,7 @@ class Batch:
                 created[change.line_user_id] = doc
         await CustomerRepository(self.db).apply_batch(changes, created)
         self._unknown -= set(created)
-        return await self.db.signals.customer_followed.intend_many(self.db, followed, self.now)
+        if not followed:
+            return []
+        signal = self.db.signals.customers_followed
+        return [await signal.intend(self.db, self.shop.shop_id, followed, self.now, now=self.now)]

@@ -42,6 +42,7 @@ def connect_listeners(signals: Signals) -> Signals:
     # Step sequences: triggers start runs, goals end them (after attribution, which a goal's order shares).
     signals.browser_events.connect(sequences.on_browser_events)
     signals.order_recorded.connect(sequences.on_order_recorded)
+    signals.customers_followed.connect(sequences.on_customers_followed)
     signals.customer_followed.connect(sequences.on_customer_followed)
     signals.browser_linked.connect(sequences.on_browser_linked)
     signals.tags_changed.connect(sequences.on_tags_changed)

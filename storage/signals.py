@@ -156,7 +156,11 @@ class Signals:
     # endpoint (`linking.tracking.event_document` fields plus `line_user_id`, the browser's owner or None).
     # Sent for every event of a request, new or replayed: listeners dedupe by `event_id`.
     browser_events: Signal = field(default_factory=lambda: Signal("browser_events"))
-    # (database, shop_id: str, line_user_id: str, is_unblocked: bool | None, now: datetime) after a follow.
+    # (database, shop_id: str, followers: list[[line_user_id: str, is_unblocked: bool | None]], now: datetime)
+    # after the follows of a batch of webhook events: one intent, one listener call for them all.
+    customers_followed: Signal = field(default_factory=lambda: Signal("customers_followed"))
+    # (database, shop_id: str, line_user_id: str, is_unblocked: bool | None, now: datetime): one follow, as
+    # earlier versions sent it; kept so that their intents still waiting in the outbox are delivered.
     customer_followed: Signal = field(default_factory=lambda: Signal("customer_followed"))
     # (database, shop_id: str, line_user_ids: list[str], added: list[str], removed: list[str], now: datetime)
     # after the admin API changed tags; `added` may name tags a customer already had (listeners check).
@@ -168,7 +172,7 @@ class Signals:
 
     def all(self) -> list[Signal]:
         return [self.order_recorded, self.browser_linked, self.product_viewed, self.browser_events,
-                self.customer_followed, self.tags_changed, self.points_recorded]
+                self.customers_followed, self.customer_followed, self.tags_changed, self.points_recorded]
 
     async def drain(self, database: Database, now: datetime, limit: int = 500) -> dict[str, int]:
         """Run again the intents left by a crash or a failed listener (the worker's `outbox` job).

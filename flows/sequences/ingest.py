@@ -79,11 +79,18 @@ async def on_order_recorded(database: Database, order: dict[str, Any], previous:
     await process(database, str(order["shop_id"]), {str(user): [happening]}, now)
 
 
+async def on_customers_followed(database: Database, shop_id: str, followers: Sequence[Sequence[Any]],
+                                now: datetime) -> None:
+    """Follows (new friends, or ones who unblocked us), [line_user_id, is_unblocked] each: one batch."""
+    at = as_utc(now)
+    await process(database, shop_id, {str(follower[0]): [Happening("follow", f"follow:{_ms(now)}", at)]
+                                      for follower in followers}, at)
+
+
 async def on_customer_followed(database: Database, shop_id: str, line_user_id: str, is_unblocked: bool | None,
                                now: datetime) -> None:
-    """A follow (a new friend, or one who unblocked us)."""
-    await process(database, shop_id, {line_user_id: [Happening("follow", f"follow:{_ms(now)}", as_utc(now))]},
-                  as_utc(now))
+    """One follow (the intents of earlier versions)."""
+    await on_customers_followed(database, shop_id, [[line_user_id, is_unblocked]], now)
 
 
 async def on_browser_linked(database: Database, shop_id: str, browser_id: str, line_user_id: str,
