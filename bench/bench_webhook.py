@@ -94,6 +94,9 @@ def _serve_ours(port: int, uri: str, db_name: str, line_url: str, profile: str |
     settings = Settings(mongodb_uri=uri, mongodb_db=db_name, line_api_base=line_url, line_data_api_base=line_url,
                         public_base_url="http://bench.test", log_level="WARNING")
     app = create_app(settings)
+    from core.runtime import tune_garbage_collector
+
+    tune_garbage_collector()  # as `python -m bot` runs
 
     async def db_commands(request: web.Request) -> web.Response:
         return web.json_response(dict(counts))

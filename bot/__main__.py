@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bot.access_log import RouteAccessLogger
 from bot.app import create_app
+from core.runtime import tune_garbage_collector
 from core.settings import SettingsError, load_settings
 
 
@@ -30,7 +31,9 @@ def main() -> int:
         print(exc, file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, **run_options())
+    app = create_app(settings)
+    tune_garbage_collector()  # young-generation passes less often, start-up objects frozen (core.runtime)
+    web.run_app(app, host=settings.host, port=settings.port, **run_options())
     return 0
 
 

@@ -24,6 +24,7 @@ from storage.customers import (
     unfollow_change,
 )
 from storage.database import Database
+from storage.durability import UNSYNCED
 from storage.shop_settings import MessagingSettings, ShopSettingsRepository
 from storage.shops import Shop
 from storage.signals import Intent
@@ -92,7 +93,9 @@ class Batch:
             doc = self._customers.get(change.line_user_id)
             if change.line_user_id in self._unknown and doc is not None:
                 created[change.line_user_id] = doc
-        await CustomerRepository(self.db).apply_batch(changes, created)
+        # Unsynced: the answers' `answering` mark (ACKNOWLEDGED) is written after it and before any answer, and
+        # makes it durable; lost with an unsynced end of the log, the event is handled again (recovery).
+        await CustomerRepository(self.db, UNSYNCED).apply_batch(changes, created)
         self._unknown -= set(created)
         if not followed:
             return []

@@ -7,7 +7,9 @@ allocations) spends about a quarter of the worker's CPU scanning objects that di
 young anyway: `bench_reminders` measured 0.97 ms of CPU per message with the
 default and 0.72 ms with a threshold of 20,000 in the same run conditions.
 Objects alive after start-up (modules, settings, compiled schemas) are frozen
-so the older-generation passes never scan them again.
+so the older-generation passes never scan them again. The web process uses it
+too: `bench_webhook` saw its event loop stall up to 124 ms (collections of the
+older generations) under 300 webhook events/s with the default, 23 ms with it.
 """
 
 from __future__ import annotations

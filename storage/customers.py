@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument, UpdateMany, UpdateOne
+from pymongo import ASCENDING, ReturnDocument, UpdateMany, UpdateOne, WriteConcern
 from pymongo.errors import BulkWriteError
 
 from storage.bulk import only_duplicates
@@ -154,9 +154,12 @@ GET_MANY_CHUNK = 50  # `$in` grows superlinearly on the embedded database
 
 
 class CustomerRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, write_concern: WriteConcern | None = None) -> None:
+        """`write_concern`: only for callers that make the writes durable themselves (`storage.durability`)."""
         self._database = database
         self._customers = database["customers"]
+        if write_concern is not None:
+            self._customers = self._customers.with_options(write_concern=write_concern)
 
     async def get(self, shop_id: str, line_user_id: str) -> Document | None:
         return await self._customers.find_one({"_id": customer_key(shop_id, line_user_id)})

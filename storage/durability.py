@@ -15,6 +15,12 @@ acknowledged browser events). `journal_barrier` - one small journaled write
 after the commit - syncs the journal up to and including that commit (the log
 is sequential); on MongoDB it is merely redundant.
 
+`UNSYNCED` is for a write nothing outside depends on until a later
+`ACKNOWLEDGED` write of the same process follows it (the journal and the
+replication log are sequential, so that later write makes it durable too), or
+whose loss a retry repairs: on the embedded database each journal sync costs
+milliseconds of the one write queue that acknowledgements wait in.
+
 `writable` answers from what the driver already knows (its topology, updated
 by a failed operation or its monitor), without a round trip: while the
 database is down an endpoint can refuse at once (503, the sender retries)
@@ -31,6 +37,7 @@ from pymongo import WriteConcern
 from storage.database import Database
 
 ACKNOWLEDGED = WriteConcern(w="majority", j=True)
+UNSYNCED = WriteConcern(w=1, j=False)
 # An acknowledging write gives up after this long (the sender then retries): LINE waits 2 s for an answer.
 ACK_TIMEOUT_SECONDS = 1.5
 BARRIER = "journal_barrier"

@@ -59,7 +59,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.bulk import DUPLICATE_KEY, only_duplicates
 from storage.database import Database
-from storage.durability import ACKNOWLEDGED
+from storage.durability import ACKNOWLEDGED, UNSYNCED
 from storage.keys import shop_scoped
 from storage.types import Document, IndexSpec
 
@@ -225,6 +225,11 @@ class WebhookEventRepository:
         self._batches = database[COLLECTION]
         self._acknowledging = self._batches.with_options(write_concern=ACKNOWLEDGED)
         self._handled = database[HANDLED]
+        # The `answering` mark is synced before any answer goes out; the rest need not be: lost with an
+        # unsynced end of the log, the events are handled again and the marks keep their answers single.
+        self._marking = self._handled.with_options(write_concern=ACKNOWLEDGED)
+        self._handled = self._handled.with_options(write_concern=UNSYNCED)
+        self._closing = self._batches.with_options(write_concern=UNSYNCED)
         self._legacy = database[LEGACY]
 
     async def insert_new(self, docs: Sequence[Document]) -> list[bool]:
@@ -280,7 +285,7 @@ class WebhookEventRepository:
         if not plans:
             return None
         record = new_claim()
-        await self._handled.insert_one({
+        await self._marking.insert_one({
             "_id": record, "at": now, "attempt": max(plan.attempts for plan in plans),
             "batches": sorted({plan.batch for plan in plans}),
             "answering": {plan.key: plan.method for plan in plans},
@@ -322,7 +327,7 @@ class WebhookEventRepository:
             attempts[result.batch] = max(attempts.get(result.batch, 1), result.attempts)
         done = sorted(batch for batch, complete in (closing or {}).items() if complete)
         for chunk in _chunks(done):
-            await self._batches.update_many({"_id": {"$in": chunk}, "claim": {"$in": claims}, "state": HANDLING},
+            await self._closing.update_many({"_id": {"$in": chunk}, "claim": {"$in": claims}, "state": HANDLING},
                                             {"$set": {"state": DONE, "handled_at": now}})
         retry: dict[int, list[str]] = {}
         for batch, complete in (closing or {}).items():
@@ -330,7 +335,7 @@ class WebhookEventRepository:
                 retry.setdefault(attempts.get(batch, 1), []).append(batch)
         for tried, batches in retry.items():
             for chunk in _chunks(sorted(batches)):
-                await self._batches.update_many(
+                await self._closing.update_many(
                     {"_id": {"$in": chunk}, "claim": {"$in": claims}, "state": HANDLING},
                     {"$set": {"lease_until": now + retry_delay(tried), "handled_at": now}})
 
