@@ -6,9 +6,11 @@ handlers' customer writes in one bulk write, the "answering" marks in one, and
 the outcomes in one. Answers still go to LINE one per event (a reply token
 belongs to one event) - after the writes they confirm are stored.
 
-The batches of a process take turns at the database (`turn`): the database
-applies writes one at a time, and every handling write queued in front of an
-acknowledgement's insert delays a 200; taking turns keeps at most one there.
+The batches of a process take turns at the database (`DatabaseTurn`): the
+database applies writes one at a time, and every handling write queued in
+front of an acknowledgement's insert delays a 200; a turn starts only once no
+acknowledging write is waiting or running (or after a short patience, so
+handling still progresses under sustained load), one turn at a time.
 
 Order: each sender's events are handled one after another in LINE's
 timestamp order (handlers see the writes of the sender's earlier events);
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 
 from bot.batch import Batch
@@ -43,6 +45,30 @@ from storage.webhook_events import AnswerPlan, HandlingResult, WebhookEventRepos
 log = logging.getLogger("linecrm.webhook")
 
 ROUTER: Router = build_router()
+
+
+class DatabaseTurn:
+    """Handling's turns at the database, one at a time, each behind the acknowledgements then waiting."""
+
+    def __init__(self, acknowledgements_idle: Callable[[], Awaitable[object]] | None = None,
+                 patience: float = 0.025) -> None:
+        self._lock = asyncio.Lock()
+        self._acknowledgements_idle = acknowledgements_idle
+        self._patience = patience
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+        if self._acknowledgements_idle is not None:
+            try:
+                await asyncio.wait_for(self._acknowledgements_idle(), self._patience)
+            except TimeoutError:
+                pass  # handling must progress under sustained load too
+            except BaseException:
+                self._lock.release()
+                raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 class Ownership:
@@ -113,7 +139,7 @@ async def handle_batch(
     docs: Sequence[Document],
     now: Callable[[], datetime],
     router: Router = ROUTER,
-    turn: asyncio.Lock | None = None,
+    turn: DatabaseTurn | None = None,
     ownership: Ownership | None = None,
 ) -> list[HandlingResult]:
     """Handle stored events of one shop (each still owned by the claim it carries) and record every outcome.
@@ -123,7 +149,7 @@ async def handle_batch(
     if ownership is None:
         ownership = Ownership()
         ownership.take(docs)
-    turn = turn or asyncio.Lock()
+    turn = turn or DatabaseTurn()
     try:
         results, record = await _handle(db, line, settings, shop, docs, now, router, turn)
     except BaseException:
@@ -137,7 +163,7 @@ async def handle_batch(
 
 async def _handle(db: Database, line: LineClients, settings: Settings, shop: Shop, docs: Sequence[Document],
                   now: Callable[[], datetime], router: Router,
-                  turn: asyncio.Lock) -> tuple[list[HandlingResult], str | None]:
+                  turn: DatabaseTurn) -> tuple[list[HandlingResult], str | None]:
     """Run the handlers and send the answers; the outcomes (not yet recorded) and the answers' record."""
     client = line.for_token(shop.line.channel_access_token)
     batch = Batch(db, shop, now())

@@ -32,7 +32,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import PyMongoError
 
-from bot.handling import Ownership, handle_batch
+from bot.handling import DatabaseTurn, Ownership, handle_batch
 from bot.pipeline import HandlingPipeline
 from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS, SHOPS, WEBHOOK_OWNERSHIP, WEBHOOK_PIPELINE, WEBHOOK_WRITES
 from core.errors import ApiError, field_path
@@ -192,8 +192,9 @@ async def recover_expired(db: Database, line: LineClients, settings: Settings, n
         log.info("recovered %d stored webhook event(s)", len(docs))
 
 
-def _handler(app: web.Application, ownership: Ownership) -> Callable[[Shop, list[Document]], Any]:
-    turn = asyncio.Lock()  # the batches take turns at the database (bot.handling)
+def _handler(app: web.Application, ownership: Ownership,
+             writes: GroupCommit[Document, bool]) -> Callable[[Shop, list[Document]], Any]:
+    turn = DatabaseTurn(writes.idle)  # the batches take turns at the database, behind acknowledgements
 
     async def handle(shop: Shop, docs: list[Document]) -> None:
         now = app[CLOCK].now
@@ -222,7 +223,7 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
     writes: GroupCommit[Document, bool] = GroupCommit(write, max_items=GROUP_WRITE_MAX,
                                                       max_in_flight=GROUP_WRITES_IN_FLIGHT)
     ownership = Ownership()  # the stored batches whose events this process holds
-    pipeline = HandlingPipeline(_handler(app, ownership), workers=settings.webhook_workers,
+    pipeline = HandlingPipeline(_handler(app, ownership, writes), workers=settings.webhook_workers,
                                 capacity=settings.webhook_queue_max, batch_max=HANDLING_BATCH)
     app[WEBHOOK_WRITES] = writes
     app[WEBHOOK_PIPELINE] = pipeline

@@ -38,6 +38,8 @@ class GroupCommit(Generic[T, R]):
         self._pending: deque[tuple[list[T], asyncio.Future[list[R]]]] = deque()
         self._running: set[asyncio.Task[None]] = set()
         self._waiting = False  # a flusher is sleeping out the window
+        self._idle = asyncio.Event()  # nothing pending, nothing being written
+        self._idle.set()
 
     @property
     def pending(self) -> int:
@@ -49,6 +51,7 @@ class GroupCommit(Generic[T, R]):
             return []
         future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
         self._pending.append((list(items), future))
+        self._idle.clear()
         self._kick()
         return await asyncio.shield(future)
 
@@ -61,6 +64,12 @@ class GroupCommit(Generic[T, R]):
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         self._kick()
+        if not self._running and not self._pending:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        """Wait until nothing is pending or being written (others may then use the database first)."""
+        await self._idle.wait()
 
     async def _flush(self) -> None:
         if self._window > 0:

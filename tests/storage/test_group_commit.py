@@ -126,3 +126,22 @@ async def test_the_window_lets_submissions_arriving_meanwhile_join_the_group() -
     second = asyncio.ensure_future(group.submit([2]))
     assert (await first, await second) == ([1], [2])
     assert writes == [[1, 2]]
+
+
+async def test_idle_while_nothing_is_pending_or_being_written() -> None:
+    release = asyncio.Event()
+
+    async def write(items: list[int]) -> list[int]:
+        await release.wait()
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(write)
+    await asyncio.wait_for(group.idle(), 1)  # nothing yet
+    submitted = asyncio.ensure_future(group.submit([1]))
+    await asyncio.sleep(0)
+    waiting = asyncio.ensure_future(group.idle())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # a write is in flight
+    release.set()
+    assert await submitted == [1]
+    await asyncio.wait_for(waiting, 1)
