@@ -55,7 +55,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError
 
 from storage.bulk import DUPLICATE_KEY, only_duplicates
 from storage.database import Database
@@ -237,8 +237,8 @@ class WebhookEventRepository:
 
         A document whose key is already stored - or that repeats an earlier
         one of `docs` - is not new. When the batch meets a stored duplicate
-        (a redelivery), the events are stored one batch each instead, so the
-        new ones are kept. Any other failure raises: nothing may be
+        (a redelivery), or would exceed a document's 16 MB, the events are
+        stored one batch each instead, so the new ones are kept. Any other failure raises: nothing may be
         acknowledged then.
         """
         seen: set[str] = set()
@@ -255,7 +255,7 @@ class WebhookEventRepository:
             try:
                 await self._acknowledging.insert_one(_batch_document(first, now))
                 stored = {id(doc) for doc in first}
-            except DuplicateKeyError:
+            except (DuplicateKeyError, DocumentTooLarge):  # a redelivery; or over 16 MB together (never seen)
                 pass
         if not stored:
             singles = [_batch_document([doc], now) for doc in first]

@@ -111,3 +111,14 @@ async def test_events_an_earlier_version_stored_one_per_document_are_handled(
     doc = await WebhookEventRepository(db).get(shop.shop_id, old["webhook_event_id"])
     assert doc is not None and doc["state"] == "done" and doc["responded_at"]
     assert [m["kind"] for m in await sim.messages(to=USER)] == ["push"]
+
+
+async def test_events_too_large_for_one_document_together_are_stored_apart(
+    db: Database, shop: ShopHandle, clock: FixedClock
+) -> None:
+    repository = WebhookEventRepository(db)
+    bulky = [events.text_message_event(USER, "あ" * 20_000) for _ in range(300)]  # ~18 MB as one document
+    stored = await repository.store(shop.shop_id, bulky, clock.now())
+    assert len(stored.new) == 300 and stored.duplicates == 0
+    assert len({doc["batch"] for doc in stored.new}) == 300
+    assert await repository.count(shop.shop_id) == 300
