@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bench.common import bench_database, run
+from bench.common import Commands, bench_database, run
 from storage.embedded import free_port
 
 ORIGIN = "https://shop.example"
@@ -52,27 +52,15 @@ def _serve_ours(port: int, uri: str, db_name: str, ready: Any) -> None:
     from bot.app import create_app
     from core.settings import Settings
 
-    counts: Counter[str] = Counter()
-
-    class Commands(monitoring.CommandListener):
-        def started(self, event: monitoring.CommandStartedEvent) -> None:
-            target = event.command.get(event.command_name)
-            counts[f"{event.command_name} {target if isinstance(target, str) else ''}".strip()] += 1
-
-        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-            pass
-
-        def failed(self, event: monitoring.CommandFailedEvent) -> None:
-            pass
-
-    monitoring.register(Commands())
+    commands = Commands(enabled=True, by_collection=True)
+    monitoring.register(commands)
     settings = Settings(mongodb_uri=uri, mongodb_db=db_name, line_api_base="http://127.0.0.1:9",
                         line_data_api_base="http://127.0.0.1:9", public_base_url="http://bench.test",
                         log_level="WARNING")
     app = create_app(settings)
 
     async def db_commands(request: web.Request) -> web.Response:
-        return web.json_response(dict(counts))
+        return web.json_response(dict(commands.counts))
 
     app.router.add_get("/_bench/db", db_commands)
     _run(app, port, ready)

@@ -39,7 +39,7 @@ import aiohttp
 from aiohttp import web
 
 from bench import line_stub
-from bench.common import bench_database, run
+from bench.common import Commands, bench_database, run
 from linesim import webhook as events
 from storage.embedded import free_port
 from storage.webhook_events import COLLECTION as BATCHES
@@ -70,20 +70,8 @@ def _serve_ours(port: int, uri: str, db_name: str, line_url: str, profile: str |
     from bot.app import create_app
     from core.settings import Settings
 
-    counts: Counter[str] = Counter()
-
-    class Commands(monitoring.CommandListener):
-        def started(self, event: monitoring.CommandStartedEvent) -> None:
-            target = event.command.get(event.command_name)
-            counts[f"{event.command_name} {target if isinstance(target, str) else ''}".strip()] += 1
-
-        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-            pass
-
-        def failed(self, event: monitoring.CommandFailedEvent) -> None:
-            pass
-
-    monitoring.register(Commands())
+    commands = Commands(enabled=True, by_collection=True)
+    monitoring.register(commands)
     if unjournaled:
         import storage.database
         import storage.webhook_events
@@ -99,7 +87,7 @@ def _serve_ours(port: int, uri: str, db_name: str, line_url: str, profile: str |
     tune_garbage_collector()  # as `python -m bot` runs
 
     async def db_commands(request: web.Request) -> web.Response:
-        return web.json_response(dict(counts))
+        return web.json_response(dict(commands.counts))
 
     app.router.add_get("/_bench/db", db_commands)
     _run(app, port, ready, profile)

@@ -57,16 +57,23 @@ def run(main: Coroutine[Any, Any, None]) -> None:
 
 
 class Commands(monitoring.CommandListener):
-    """Counts database round trips, and the time until each answered, by command name while enabled."""
+    """Counts database round trips, and the time until each answered, by command name while enabled
+    (`by_collection`: by command and collection, e.g. "insert webhook_batches")."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, enabled: bool = False, by_collection: bool = False) -> None:
         self.counts: Counter[str] = Counter()
         self.micros: Counter[str] = Counter()
-        self.enabled = False
+        self.enabled = enabled
+        self.by_collection = by_collection
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.enabled:
-            self.counts[event.command_name] += 1
+        if not self.enabled:
+            return
+        name = event.command_name
+        if self.by_collection:
+            target = event.command.get(name)
+            name = f"{name} {target if isinstance(target, str) else ''}".strip()
+        self.counts[name] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         if self.enabled:

@@ -9,7 +9,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bot.typedefs import DATABASE, WEBHOOK_PIPELINE
+from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS, WEBHOOK_PIPELINE
+from bot.webhook import recover_expired
 from linesim.client import SimClient
 from storage.database import Database
 from tests.conftest import ShopHandle
@@ -20,6 +21,11 @@ USER = "U" + "1" * 32
 async def settle(app: web.Application) -> None:
     """Wait until the webhook's handling pipeline has handled everything acknowledged so far."""
     await app[WEBHOOK_PIPELINE].idle()
+
+
+async def recover(app: web.Application) -> int:
+    """One recovery sweep of the app's stored webhook events, as the recovery loop runs it; events handled."""
+    return await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now)
 
 
 @pytest.fixture

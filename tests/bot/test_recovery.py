@@ -11,15 +11,14 @@ from aiohttp.test_utils import TestClient
 
 from bot.app import create_app
 from bot.replies import response_retry_key
-from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS
-from bot.webhook import recover_expired
+from bot.typedefs import DATABASE, LINE
 from core.clock import FixedClock
 from core.settings import Settings
 from linesim import webhook as events
 from linesim.client import SimClient
 from storage.database import connect
 from storage.webhook_events import LEASE, MAX_ATTEMPTS, AnswerPlan, WebhookEventRepository
-from tests.bot.conftest import USER, settle
+from tests.bot.conftest import USER, recover, settle
 from tests.conftest import ShopHandle
 
 
@@ -51,7 +50,7 @@ async def test_events_stored_before_a_crash_are_handled_at_start_up_once(
 
     clock.advance(LEASE * 2)
     app = restarted.app
-    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 0
+    assert await recover(app) == 0
     assert len(await sim.messages(to=USER)) == 1
 
 
@@ -72,7 +71,7 @@ async def test_a_failed_handling_is_retried_later_without_a_second_message(
 
     await sim.clear_faults()
     clock.advance(timedelta(minutes=1))
-    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 1
+    assert await recover(app) == 1
     doc = await repository.get(shop.shop_id, event_id)
     assert doc is not None and doc["state"] == "done" and doc["attempts"] == 2
     assert [m["kind"] for m in await sim.messages(to=USER)] == ["push"]
@@ -87,7 +86,7 @@ async def test_an_event_that_keeps_failing_is_given_up_after_its_attempts(
     await app[DATABASE]["webhook_batches"].update_one({"_id": stored.new[0]["batch"]},
                                                       {"$set": {"attempts": MAX_ATTEMPTS}})
     clock.advance(LEASE * 2)
-    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 0
+    assert await recover(app) == 0
     doc = await repository.get(shop.shop_id, stored.new[0]["webhook_event_id"])
     assert doc is not None and doc["state"] == "failed"
     assert await sim.messages(to=USER) == []
@@ -102,7 +101,7 @@ async def test_a_crash_after_an_answer_was_marked_never_repeats_a_reply(
     stored = await repository.store(shop.shop_id, [events.text_message_event(USER, "配信停止")], clock.now())
     await repository.mark_answering([AnswerPlan.of(stored.new[0], "reply")], clock.now())
     clock.advance(LEASE * 2)
-    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 1
+    assert await recover(app) == 1
     doc = await repository.get(shop.shop_id, stored.new[0]["webhook_event_id"])
     assert doc is not None and doc["state"] == "done"
     assert await sim.messages(to=USER) == []
@@ -123,7 +122,7 @@ async def test_a_crash_after_an_answer_was_marked_pushes_again_under_the_same_ke
     await line.push_json(USER, [{"type": "text", "text": "配信を停止しました"}],
                          retry_key=response_retry_key(shop.shop_id, event["webhookEventId"]))
     clock.advance(LEASE * 2)
-    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 1
+    assert await recover(app) == 1
     doc = await repository.get(shop.shop_id, event["webhookEventId"])
     assert doc is not None and doc["state"] == "done" and doc["responded_at"]
     assert [m["kind"] for m in await sim.messages(to=USER)] == ["push"]  # the repeat was a 409: one message
@@ -143,5 +142,5 @@ async def test_an_answer_line_refused_is_sent_on_the_retry(
     assert doc is not None and doc["state"] == "handling" and doc["outcome"] == "error"
     assert doc["answering"] is None
     clock.advance(timedelta(minutes=1))
-    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 1
+    assert await recover(app) == 1
     assert [m["kind"] for m in await sim.messages(to=USER)] == ["push"]

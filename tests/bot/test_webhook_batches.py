@@ -10,14 +10,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from bot.handling import Ownership
-from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS
-from bot.webhook import recover_expired
+from bot.typedefs import DATABASE
 from core.clock import FixedClock
 from linesim import webhook as events
 from linesim.client import SimClient
 from storage.database import Database
 from storage.webhook_events import LEASE, HandlingResult, WebhookEventRepository, event_documents
-from tests.bot.conftest import USER, settle
+from tests.bot.conftest import USER, recover, settle
 from tests.conftest import ShopHandle
 
 
@@ -88,7 +87,7 @@ async def test_a_failed_event_is_retried_alone_and_its_neighbours_are_not_repeat
     assert sorted(str(doc and doc["state"]) for doc in docs) == ["done", "handling"]
     assert len(await sim.messages()) == 1
     clock.advance(timedelta(minutes=1))  # the back-off of the first attempt
-    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 1
+    assert await recover(app) == 1
     docs = [await repository.get(shop.shop_id, e["webhookEventId"]) for e in answer["events"]]
     assert [doc and doc["state"] for doc in docs] == ["done", "done"]
     assert len(await sim.messages(to=USER)) == 1 and len(await sim.messages(to=other)) == 1  # one answer each
@@ -102,12 +101,12 @@ async def test_events_an_earlier_version_stored_one_per_document_are_handled(
     old = event_documents(shop.shop_id, [events.text_message_event(USER, "配信停止")], clock.now())[0]
     await db["webhook_events"].insert_one({**old, "state": "handling", "claim": "gone", "attempts": 1,
                                            "lease_until": clock.now() + LEASE})
-    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 0  # moved, leased
+    assert await recover(app) == 0  # moved, leased
     assert await db["webhook_events"].count_documents({}) == 0
     doc = await WebhookEventRepository(db).get(shop.shop_id, old["webhook_event_id"])
     assert doc is not None and doc["state"] == "handling"
     clock.advance(LEASE)
-    assert await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now) == 1
+    assert await recover(app) == 1
     doc = await WebhookEventRepository(db).get(shop.shop_id, old["webhook_event_id"])
     assert doc is not None and doc["state"] == "done" and doc["responded_at"]
     assert [m["kind"] for m in await sim.messages(to=USER)] == ["push"]
