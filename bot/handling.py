@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from bot.batch import Batch
@@ -37,6 +37,7 @@ from bot.router import EventContext, Outcome, Router
 from core.line_client import LineClients
 from core.settings import Settings
 from storage.database import Database
+from storage.group_commit import DatabaseTurn
 from storage.shops import Shop
 from storage.signals import deliver_all
 from storage.types import Document
@@ -45,30 +46,6 @@ from storage.webhook_events import AnswerPlan, HandlingResult, WebhookEventRepos
 log = logging.getLogger("linecrm.webhook")
 
 ROUTER: Router = build_router()
-
-
-class DatabaseTurn:
-    """Handling's turns at the database, one at a time, each behind the acknowledgements then waiting."""
-
-    def __init__(self, acknowledgements_idle: Callable[[], Awaitable[object]] | None = None,
-                 patience: float = 0.025) -> None:
-        self._lock = asyncio.Lock()
-        self._acknowledgements_idle = acknowledgements_idle
-        self._patience = patience
-
-    async def __aenter__(self) -> None:
-        await self._lock.acquire()
-        if self._acknowledgements_idle is not None:
-            try:
-                await asyncio.wait_for(self._acknowledgements_idle(), self._patience)
-            except TimeoutError:
-                pass  # handling must progress under sustained load too
-            except BaseException:
-                self._lock.release()
-                raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._lock.release()
 
 
 class Ownership:

@@ -15,7 +15,6 @@ Never logs the channel secret, access token or reply tokens.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
@@ -32,15 +31,16 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import PyMongoError
 
-from bot.handling import DatabaseTurn, Ownership, handle_batch
+from bot.handling import Ownership, handle_batch
 from bot.pipeline import HandlingPipeline
 from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS, SHOPS, WEBHOOK_OWNERSHIP, WEBHOOK_PIPELINE, WEBHOOK_WRITES
 from core.errors import ApiError, field_path
 from core.line_client import LineClients
+from core.periodic import Periodic
 from core.settings import Settings
 from storage.database import Database
 from storage.durability import ACK_TIMEOUT_SECONDS, writable
-from storage.group_commit import GroupCommit
+from storage.group_commit import DatabaseTurn, GroupCommit
 from storage.shops import Shop, ShopRepository
 from storage.types import Document
 from storage.webhook_events import LEASE, HandlingResult, WebhookEventRepository, event_documents
@@ -241,19 +241,13 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _recovery_ctx(app: web.Application) -> AsyncIterator[None]:
     """At start-up and then periodically: pick up events stored but never (successfully) handled."""
 
-    async def loop() -> None:
-        while True:
-            try:
-                await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now)
-            except Exception:
-                log.exception("webhook event recovery failed")
-            await asyncio.sleep(RECOVERY_INTERVAL_SECONDS)
+    async def sweep() -> None:
+        await recover_expired(app[DATABASE], app[LINE], app[SETTINGS], app[CLOCK].now)
 
-    task = asyncio.get_running_loop().create_task(loop())
+    recovery = Periodic(sweep, RECOVERY_INTERVAL_SECONDS, "webhook event recovery")
+    recovery.start()
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await recovery.stop()
 
 
 def setup_webhook(app: web.Application) -> None:

@@ -113,3 +113,32 @@ class GroupCommit(Generic[T, R]):
         """Wait for the writes in flight (the process is stopping); new submissions still work until then."""
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
+
+
+class DatabaseTurn:
+    """Background work's turns at the database, one at a time, each behind the acknowledging writes then waiting.
+
+    The database applies writes one at a time: every background write queued in front of an acknowledging
+    group commit delays a 200. A turn starts once the group commit is idle (`acknowledgements_idle`), or after
+    `patience`, so the background work still progresses under sustained load.
+    """
+
+    def __init__(self, acknowledgements_idle: Callable[[], Awaitable[object]] | None = None,
+                 patience: float = 0.025) -> None:
+        self._lock = asyncio.Lock()
+        self._acknowledgements_idle = acknowledgements_idle
+        self._patience = patience
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+        if self._acknowledgements_idle is not None:
+            try:
+                await asyncio.wait_for(self._acknowledgements_idle(), self._patience)
+            except TimeoutError:
+                pass  # handling must progress under sustained load too
+            except BaseException:
+                self._lock.release()
+                raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()

@@ -55,9 +55,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError
 
-from storage.bulk import DUPLICATE_KEY, only_duplicates
+from storage.bulk import insert_together
 from storage.database import Database
 from storage.durability import ACKNOWLEDGED, UNSYNCED
 from storage.keys import shop_scoped
@@ -241,34 +240,11 @@ class WebhookEventRepository:
         stored one batch each instead, so the new ones are kept. Any other failure raises: nothing may be
         acknowledged then.
         """
-        seen: set[str] = set()
-        first: list[Document] = []
-        for doc in docs:
-            if doc["_id"] not in seen:
-                seen.add(doc["_id"])
-                first.append(doc)
-        if not first:
+        if not docs:
             return []
-        now = first[0]["received_at"]
-        stored: set[int] = set()
-        if not any(doc["is_redelivery"] for doc in first):
-            try:
-                await self._acknowledging.insert_one(_batch_document(first, now))
-                stored = {id(doc) for doc in first}
-            except (DuplicateKeyError, DocumentTooLarge):  # a redelivery; or over 16 MB together (never seen)
-                pass
-        if not stored:
-            singles = [_batch_document([doc], now) for doc in first]
-            failed: set[int] = set()
-            try:
-                await self._acknowledging.insert_many(singles, ordered=False)
-            except BulkWriteError as exc:
-                if not only_duplicates(exc):
-                    raise
-                failed = {int(error["index"]) for error in exc.details.get("writeErrors", [])
-                          if error.get("code") == DUPLICATE_KEY}
-            stored = {id(doc) for position, doc in enumerate(first) if position not in failed}
-        return [id(doc) in stored for doc in docs]
+        now = docs[0]["received_at"]
+        return await insert_together(self._acknowledging, docs, lambda group: _batch_document(group, now),
+                                     apart=any(doc["is_redelivery"] for doc in docs))
 
     async def store(self, shop_id: str, events: Sequence[dict[str, Any]], now: datetime) -> StoredBatch:
         """Insert every event (duplicates skipped), leased to this caller."""

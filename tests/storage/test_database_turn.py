@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.handling import DatabaseTurn
+from storage.group_commit import DatabaseTurn
 
 
 async def test_a_turn_waits_for_the_acknowledgements_then_starts() -> None:
