@@ -1,51 +1,51 @@
-"""Storing browser events: many requests' events in one group write, all-or-nothing per group.
+"""Storing browser events (acknowledged in groups) and applying them (processed after, exactly once).
 
-The tracking endpoint hands each validated request here (through a group
-commit: concurrent requests go together), and a group costs a fixed number of
-round trips whatever its size:
+The tracking endpoint hands each validated request here through a group
+commit (concurrent requests go together). `acknowledge` costs a fixed number
+of round trips whatever the group's size, and is all a 204 waits for:
 
-1. budgets - the shops' per-minute budgets, then the browsers' (one bulk write
-   each, storage.rate_budgets). A request over either budget is refused (429)
-   and stores nothing. A browser's own document is written (created, or its
-   `last_seen_at` moved) by the first request of each minute only;
-2. one transaction, committed with the `ACKNOWLEDGED` write concern (and a
-   journal barrier after it: storage.durability): the
-   events that are new (unique by the client's event ID, so a retried beacon
-   counts once), the browsers' product view counters (`$inc` of the new
-   views), the `product_viewed` intents for linked browsers and the
-   `browser_events` intent of each shop (its new events the flows hear).
-   Either all of it is stored or none of it: a crash between the events and
-   their counters or intents cannot lose views, and a retry after a failure
-   counts them once;
-3. after the commit, the owners of the viewed browsers are read again: a link
-   that raced with us is caught up (its views claimed, its intents written),
-   and the intents are delivered (listeners run, intents deleted; what a
-   crash leaves behind, the worker's outbox drain delivers).
+1. budgets - each browser's per-minute budget in memory (`linking.browser_budgets`),
+   then the shops' (shared by every process: one bulk write, `storage.rate_budgets`).
+   A request over either budget is refused (429) and stores nothing;
+2. one insert, durable (`ACKNOWLEDGED`), of the group's events that are new
+   (unique by the client's event ID, so a retried beacon counts once):
+   `storage.tracking_batches`.
+
+`process` then applies the stored events (the processor behind the endpoint,
+`linking.event_processing`, takes them in turns behind the acknowledgements):
+the browsers' own documents for browsers first seen this minute, then in one
+transaction the product view counters (`$inc`), the `product_viewed` intents
+for linked browsers, the `browser_events` intent of each shop (its new events
+the flows hear) and the batches marked done - all or nothing, so a crash or a
+second processor never counts a view twice. After the commit the owners of
+the viewed browsers are read again (a link that raced with us is caught up)
+and the intents are delivered (what a crash leaves behind, the worker's
+outbox drain delivers).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from linking.browser_budgets import BrowserBudgets
 from storage.browsers import BrowserRepository, BrowserViews, Seen, ViewCount
-from storage.bulk import only_duplicates
 from storage.database import Database
-from storage.durability import ACKNOWLEDGED, journal_barrier
-from storage.events import EventRepository, event_key
+from storage.durability import UNSYNCED
 from storage.rate_budgets import Take, take_all
 from storage.signals import Intent, deliver_all
+from storage.tracking_batches import INTERNAL_FIELDS, TrackingBatchRepository, event_item
 from storage.types import Document
 
 log = logging.getLogger("linecrm.linking")
 
 EVENTS_PER_BROWSER_PER_MINUTE = 120
+PROCESSING_FIELDS = (*INTERNAL_FIELDS, "opens")  # an item's bookkeeping, not part of the event the flows hear
 
 
 @dataclass(frozen=True)
@@ -64,16 +64,18 @@ class Verdict:
     stored: int = 0  # events new now
 
 
+@dataclass(frozen=True)
+class Acknowledged:
+    """A group's verdicts, and its new events as stored (with their batch and claim) for `process`."""
+
+    verdicts: list[Verdict]
+    items: list[Document] = field(default_factory=list)
+
+
 def first_seen_fields(events: list[dict[str, Any]]) -> dict[str, Any]:
     """What a new browser remembers of its landing (first UTM and referrer)."""
     first = events[0]
     return {"first_utm": first.get("utm"), "first_referrer": first.get("referrer")}
-
-
-def event_document(shop_id: str, event: dict[str, Any], received_at: datetime) -> Document:
-    doc: Document = {"_id": event_key(shop_id, event["event_id"]), "shop_id": shop_id, "received_at": received_at}
-    doc.update(event)
-    return doc
 
 
 def _by_browser(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -95,36 +97,85 @@ def _views(docs: list[Document]) -> dict[tuple[str, str], list[ViewCount]]:
     return views
 
 
-async def _budgets(db: Database, submissions: list[Submission], now: datetime) -> list[str | None]:
-    """Per submission: None when within every budget, else which budget refused it."""
+async def _budgets(db: Database, submissions: list[Submission], browsers: BrowserBudgets,
+                   now: datetime) -> tuple[list[str | None], set[tuple[int, str]]]:
+    """Per submission: None when within every budget, else which refused it; and the (submission, browser)
+    pairs whose take opened the browser's minute here."""
     refused: list[str | None] = [None] * len(submissions)
+    taken: list[list[tuple[str, int]]] = [[] for _ in submissions]
+    opens: set[tuple[int, str]] = set()
+    for index, submission in enumerate(submissions):
+        for browser_id, own in _by_browser(submission.events).items():
+            take = browsers.take(submission.shop_id, browser_id, len(own), now)
+            if not take.granted:
+                refused[index] = "browser"
+                break
+            taken[index].append((browser_id, len(own)))
+            if take.opens:
+                opens.add((index, browser_id))
+
+    def give_back(index: int) -> None:
+        for browser_id, events in taken[index]:
+            browsers.give_back(submissions[index].shop_id, browser_id, events, now)
+        taken[index] = []
+
+    for index in range(len(submissions)):
+        if refused[index] is not None:
+            give_back(index)
     per_shop: dict[str, list[int]] = defaultdict(list)
     for index, submission in enumerate(submissions):
-        per_shop[submission.shop_id].append(index)
+        if refused[index] is None:
+            per_shop[submission.shop_id].append(index)
     shops = list(per_shop)
-    taken = await take_all(db, [Take(f"s|{shop_id}", sum(len(submissions[i].events) for i in per_shop[shop_id]),
-                                     submissions[per_shop[shop_id][0]].shop_limit) for shop_id in shops], now)
-    for shop_id, result in zip(shops, taken, strict=True):
+    try:
+        results = await take_all(db, [
+            Take(f"s|{shop_id}", sum(len(submissions[i].events) for i in per_shop[shop_id]),
+                 submissions[per_shop[shop_id][0]].shop_limit) for shop_id in shops], now)
+    except BaseException:
+        for indexes in per_shop.values():
+            for index in indexes:
+                give_back(index)
+        raise
+    for shop_id, result in zip(shops, results, strict=True):
         if not result.granted:
             for index in per_shop[shop_id]:
                 refused[index] = "shop"
-    takes: list[Take] = []
-    owners: list[tuple[int, Seen]] = []
+                give_back(index)
+    return refused, {(index, browser_id) for index, browser_id in opens if refused[index] is None}
+
+
+async def acknowledge(db: Database, submissions: list[Submission], browsers: BrowserBudgets,
+                      now: datetime) -> Acknowledged:
+    """Store the submissions that are within their budgets, durably and together; a verdict per submission."""
+    refused, opens = await _budgets(db, submissions, browsers, now)
+    items: list[Document] = []
+    owner_of: list[int] = []  # submission index of each item
     for index, submission in enumerate(submissions):
-        if refused[index] is None:
-            for browser_id, own in _by_browser(submission.events).items():
-                takes.append(Take(f"b|{submission.shop_id}|{browser_id}", len(own), EVENTS_PER_BROWSER_PER_MINUTE))
-                owners.append((index, Seen(submission.shop_id, browser_id, first_seen_fields(own))))
-    seen: list[Seen] = []
-    if takes:
-        taken = await take_all(db, takes, now)
-        for (index, _), result in zip(owners, taken, strict=True):
-            if not result.granted:
-                refused[index] = "browser"
-        seen = [entry for (index, entry), result in zip(owners, taken, strict=True)
-                if result.opened and refused[index] is None]
-    await BrowserRepository(db).record_seen(seen, now)
-    return refused
+        if refused[index] is not None:
+            continue
+        opening = {browser_id for i, browser_id in opens if i == index}
+        for event in submission.events:
+            item = event_item(submission.shop_id, event, submission.received_at)
+            if event["browser_id"] in opening:  # the browser's first event here this minute: seen now
+                opening.discard(event["browser_id"])
+                item["opens"] = True
+            items.append(item)
+            owner_of.append(index)
+    if not items:
+        return Acknowledged([Verdict(refused=reason) for reason in refused])
+    try:
+        fresh = await TrackingBatchRepository(db).store(items, now)
+    except BaseException:
+        for index, submission in enumerate(submissions):
+            if refused[index] is None:
+                for browser_id, own in _by_browser(submission.events).items():
+                    browsers.give_back(submission.shop_id, browser_id, len(own), now)
+        raise
+    stored: dict[int, int] = defaultdict(int)
+    for is_new, index in zip(fresh, owner_of, strict=True):
+        stored[index] += is_new
+    return Acknowledged([Verdict(refused=reason, stored=stored[index]) for index, reason in enumerate(refused)],
+                        [item for item, is_new in zip(items, fresh, strict=True) if is_new])
 
 
 async def _owners(db: Database, browsers: set[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
@@ -139,65 +190,40 @@ async def _owners(db: Database, browsers: set[tuple[str, str]]) -> dict[tuple[st
     return found
 
 
-async def ingest_group(db: Database, submissions: list[Submission], now: datetime) -> list[Verdict]:
-    """Store the submissions that are within their budgets, all in one transaction; a verdict per submission."""
-    refused = await _budgets(db, submissions, now)
-    docs: list[Document] = []
-    owner_of: list[int] = []  # submission index of each doc
-    seen: set[str] = set()
-    for index, submission in enumerate(submissions):
-        if refused[index] is None:
-            for event in submission.events:
-                doc = event_document(submission.shop_id, event, submission.received_at)
-                if doc["_id"] not in seen:  # the same event in two concurrent requests counts once
-                    seen.add(doc["_id"])
-                    docs.append(doc)
-                    owner_of.append(index)
-    if not docs:
-        return [Verdict(refused=reason) for reason in refused]
+async def process(db: Database, items: list[Document], now: datetime) -> None:
+    """Apply stored events exactly once: browsers seen, view counters, the flows' intents, batches done.
+
+    Raises `storage.tracking_batches.ClaimLost` (nothing applied) when another processor took a batch over.
+    """
+    if not items:
+        return
+    browsers = BrowserRepository(db)
+    # Idempotent (`$max`, `$setOnInsert`): outside the transaction, and before the owners are read.
+    await browsers.record_seen([Seen(item["shop_id"], item["browser_id"], first_seen_fields([item]))
+                                for item in items if item.get("opens")], now)
     # Every browser's owner as read before the write: view rows start attributed to it, and the flows hear
     # a page view of a linked browser (`browser_events`); a link racing with us is caught up after the commit.
-    before = await _owners(db, {(doc["shop_id"], doc["browser_id"]) for doc in docs})
-
-    new_keys: set[str] = set()
+    before = await _owners(db, {(item["shop_id"], item["browser_id"]) for item in items})
+    views = _views(items)
     intents: list[Intent] = []
 
     async def write(session: AsyncClientSession) -> None:
-        events = EventRepository(db)
-        existing = await events.existing([doc["_id"] for doc in docs], session)
-        new = [doc for doc in docs if doc["_id"] not in existing]
-        await events.insert(new, session)
-        views = _views(new)
-        await BrowserRepository(db).add_views_many(
+        await browsers.add_views_many(
             [BrowserViews(shop_id, browser_id, counts, before.get((shop_id, browser_id)))
              for (shop_id, browser_id), counts in views.items()], session)
         calls = [(shop_id, before[(shop_id, browser_id)], view.product_id, now)
                  for (shop_id, browser_id), counts in views.items() if before.get((shop_id, browser_id))
                  for view in counts]
         intents[:] = await db.signals.product_viewed.intend_many(db, calls, now, session=session)
-        intents.extend(await db.signals.browser_events.intend_many(db, _flow_events(new, before, now), now,
+        intents.extend(await db.signals.browser_events.intend_many(db, _flow_events(items, before, now), now,
                                                                    session=session))
-        new_keys.clear()
-        new_keys.update(doc["_id"] for doc in new)
+        await TrackingBatchRepository(db).finish(items, now, session)
 
-    for attempt in range(2):
-        try:
-            async with db.client.start_session() as session:
-                await session.with_transaction(write, write_concern=ACKNOWLEDGED)
-            break
-        except (DuplicateKeyError, BulkWriteError) as exc:
-            # Another process stored one of these events between our check and our insert: check again.
-            if attempt or not _duplicate(exc):
-                raise
-    await journal_barrier(db)  # the commit's j: true is not honoured by every server (storage.durability)
-
-    new_docs = [doc for doc in docs if doc["_id"] in new_keys]
-    await _after_commit(db, _views(new_docs), before, intents, now)
-    stored: dict[int, int] = defaultdict(int)
-    for doc, index in zip(docs, owner_of, strict=True):
-        if doc["_id"] in new_keys:
-            stored[index] += 1
-    return [Verdict(refused=reason, stored=stored[index]) for index, reason in enumerate(refused)]
+    # Not synced on its own: lost with an unsynced end of the log, the batches are still stored and are
+    # processed again; the listeners' own writes sync the log up to and including it.
+    async with db.client.start_session() as session:
+        await session.with_transaction(write, write_concern=UNSYNCED)
+    await _after_commit(db, views, before, intents, now)
 
 
 def _flow_events(new: list[Document], owners: dict[tuple[str, str], str | None],
@@ -208,12 +234,9 @@ def _flow_events(new: list[Document], owners: dict[tuple[str, str], str | None],
     for doc in new:
         owner = owners.get((doc["shop_id"], doc["browser_id"]))
         if doc.get("type") != "page_view" or owner:
-            by_shop[doc["shop_id"]].append({**doc, "line_user_id": owner})
+            event = {name: value for name, value in doc.items() if name not in PROCESSING_FIELDS}
+            by_shop[doc["shop_id"]].append({**event, "line_user_id": owner})
     return [(shop_id, events, now) for shop_id, events in by_shop.items()]
-
-
-def _duplicate(exc: DuplicateKeyError | BulkWriteError) -> bool:
-    return isinstance(exc, DuplicateKeyError) or only_duplicates(exc)
 
 
 async def _after_commit(db: Database, views: dict[tuple[str, str], list[ViewCount]],

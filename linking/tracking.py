@@ -3,10 +3,11 @@
 Order of work, so junk and floods change nothing: shop (cached) → sender: an
 allowed `Origin`, or - when the shop opted in to server-side events - its API
 key → body size and JSON → pydantic validation of every event → a group write
-with the events of concurrent requests (`linking.ingest`: the shop's and the
-browsers' per-minute budgets in MongoDB, shared by every web process; then the
-events, unique by the client's event ID, with the browsers' view counters in
-one transaction) → 204. A request without an allowed Origin and without the
+with the events of concurrent requests (`linking.ingest.acknowledge`: the
+browsers' per-minute budgets, the shop's shared by every web process, then one
+durable insert of the new events, unique by the client's event ID) → 204. The
+view counters and the flows' signals follow behind the answer
+(`linking.event_processing`). A request without an allowed Origin and without the
 key is refused: anything else could post events in a shop's name.
 """
 
@@ -30,10 +31,13 @@ from pymongo.errors import PyMongoError
 from admin_api.models import Identifier
 from bot.typedefs import CLOCK, DATABASE, SHOPS
 from core.errors import ApiError, from_validation_error
-from linking.ingest import Submission, Verdict, ingest_group
+from core.periodic import Periodic
+from linking.browser_budgets import BrowserBudgets
+from linking.event_processing import EventProcessor
+from linking.ingest import EVENTS_PER_BROWSER_PER_MINUTE, Submission, Verdict, acknowledge
 from linking.models import BrowserId, EventId, PageUrl, ShortValue
 from storage.durability import ACK_TIMEOUT_SECONDS, writable
-from storage.group_commit import GroupCommit
+from storage.group_commit import DatabaseTurn, GroupCommit
 from storage.shop_settings import ShopSettingsRepository, TrackingSettings
 from storage.shops import ShopRepository, hash_api_key
 
@@ -46,6 +50,8 @@ GROUP_WINDOW_SECONDS = 0.002  # how long a group waits for more requests: a few 
 GROUP_MAX_REQUESTS = 100
 GROUP_WRITES_IN_FLIGHT = 2
 GROUP_TIMEOUT_SECONDS = 2.0  # a group write (several round trips) gives up after this long: 503
+RECOVERY_INTERVAL_SECONDS = 15.0
+STOP_GRACE_SECONDS = 5.0
 
 
 class Utm(BaseModel):
@@ -116,6 +122,8 @@ class _Config:
 # per event request, and a changed setting reaches every process within the TTL.
 CONFIGS: web.AppKey[dict[str, _Config]] = web.AppKey("tracking_configs", dict)
 TRACKING_WRITES: web.AppKey[GroupCommit[Submission, Verdict]] = web.AppKey("tracking_writes")
+EVENT_PROCESSOR: web.AppKey[EventProcessor] = web.AppKey("event_processor", EventProcessor)
+BROWSER_BUDGETS: web.AppKey[BrowserBudgets] = web.AppKey("browser_budgets", BrowserBudgets)
 CONFIG_TTL_SECONDS = 10.0
 CONFIG_CACHE_MAX = 10_000
 
@@ -227,20 +235,37 @@ async def preflight(request: web.Request) -> web.Response:
 
 
 async def _writes_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The group writer of browser events (after the database context)."""
+    """The group writer of browser events and the processor behind it (after the database context)."""
     db = app[DATABASE]
     clock = app[CLOCK]
+    budgets = app[BROWSER_BUDGETS] = BrowserBudgets(EVENTS_PER_BROWSER_PER_MINUTE)
 
     async def write(submissions: list[Submission]) -> list[Verdict]:
         with pymongo.timeout(GROUP_TIMEOUT_SECONDS):
-            return await ingest_group(db, submissions, clock.now())
+            acknowledged = await acknowledge(db, submissions, budgets, clock.now())
+        processor.submit(acknowledged.items)
+        return acknowledged.verdicts
 
     writes: GroupCommit[Submission, Verdict] = GroupCommit(
         write, max_items=GROUP_MAX_REQUESTS, window=GROUP_WINDOW_SECONDS, max_in_flight=GROUP_WRITES_IN_FLIGHT)
+    processor = EventProcessor(db, clock.now, DatabaseTurn(writes.idle))
+    processor.start()
     app[TRACKING_WRITES] = writes
+    app[EVENT_PROCESSOR] = processor
+
+    recovery = Periodic(processor.recover, RECOVERY_INTERVAL_SECONDS, "browser-event recovery")
+    recovery.start()
     yield
+    await recovery.stop()
     with contextlib.suppress(Exception):
         await writes.close()
+    await processor.stop(STOP_GRACE_SECONDS)
+
+
+async def events_applied(app: web.Application) -> None:
+    """Until every browser event acknowledged so far is applied (tests, benchmarks)."""
+    await app[TRACKING_WRITES].idle()
+    await app[EVENT_PROCESSOR].idle()
 
 
 def setup_tracking(app: web.Application) -> None:

@@ -14,7 +14,6 @@ from storage import (
     customers,
     dashboard_sessions,
     delivery_log,
-    events,
     link_tokens,
     orders,
     points,
@@ -23,6 +22,7 @@ from storage import (
     segments,
     sequences,
     signals,
+    tracking_batches,
     webhook_events,
 )
 from storage.database import IndexSpec
@@ -30,7 +30,7 @@ from storage.database import IndexSpec
 INDEXES: list[IndexSpec] = [
     *customers.INDEXES,
     *browsers.INDEXES,
-    *events.INDEXES,
+    *tracking_batches.INDEXES,
     *webhook_events.INDEXES,
     *rate_budgets.INDEXES,
     *products.INDEXES,

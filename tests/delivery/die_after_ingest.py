@@ -13,7 +13,8 @@ from admin_api.orders import OrderBody, order_fields
 from core.settings import load_settings
 from flows.listeners import connect_listeners
 from linking import ingest
-from linking.ingest import Submission, ingest_group
+from linking.browser_budgets import BrowserBudgets
+from linking.ingest import Submission, acknowledge, process
 from linking.links import link_browser
 from linking.tracking import BrowserEvent
 from storage import schema, signals
@@ -30,7 +31,7 @@ async def main(kind: str, shop_id: str, user: str, at: datetime) -> None:
     async with open_database(settings.mongodb_uri, settings.mongodb_db, settings.data_dir, schema.INDEXES) as db:
         connect_listeners(db.signals)
         signals.Intent.deliver = _die  # type: ignore[method-assign]
-        # The name `ingest_group` calls: linking.ingest imports it from storage.signals (not its own export).
+        # The name `process` calls: linking.ingest imports it from storage.signals (not its own export).
         ingest.deliver_all = _die_all  # type: ignore[attr-defined]
         if kind == "order":
             body = OrderBody.model_validate({"order_id": "o-killed", "line_user_id": user, "status": "paid",
@@ -42,7 +43,9 @@ async def main(kind: str, shop_id: str, user: str, at: datetime) -> None:
         elif kind == "view":
             event = BrowserEvent(event_id="e-killed", browser_id=f"b-{user}", type="page_view",
                                  url="https://shop.example/products/p1", product_id="p1")
-            await ingest_group(db, [Submission(shop_id, [event.model_dump(exclude_none=True)], at, 10_000)], at)
+            submission = Submission(shop_id, [event.model_dump(exclude_none=True)], at, 10_000)
+            acknowledged = await acknowledge(db, [submission], BrowserBudgets(120), at)
+            await process(db, acknowledged.items, at)
     sys.exit(3)  # the ingest did not reach its listeners' delivery: the test would fail
 
 

@@ -83,7 +83,8 @@ async def test_a_view_whose_process_died_before_its_listeners_still_starts_the_c
     await world.db["browsers"].update_one({"_id": f"{world.shop.shop_id}:b-{U1}"}, {"$set": {
         "shop_id": world.shop.shop_id, "browser_id": f"b-{U1}", "line_user_id": U1}}, upsert=True)
     await killed_after(world, settings, "view", START)
-    assert await world.db["events"].count_documents({"event_id": "e-killed"}) == 1
+    assert await world.db["tracking_batches"].count_documents(
+        {"keys": f"{world.shop.shop_id}:e-killed", "state": "done"}) == 1  # stored and applied, listeners not run
     assert await world.reminder(U1) == {}
     await drain(world, settings, START + timedelta(minutes=2))
     assert (await world.reminder(U1))["status"] == "active"

@@ -13,6 +13,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from bot.typedefs import DATABASE
+from linking.tracking import events_applied
+from storage.tracking_batches import TrackingBatchRepository
 from tests.conftest import START, ShopHandle
 
 SHOP_ORIGIN = "https://shop.example"
@@ -44,7 +47,15 @@ async def post_events(
     if origin is not None:
         headers["Origin"] = origin
     data = body if isinstance(body, bytes | str) else json.dumps(body)
-    return await client.post(f"/t/{shop_id}/events", data=data, headers=headers)
+    response = await client.post(f"/t/{shop_id}/events", data=data, headers=headers)
+    await events_applied(client.app)  # the counters and signals follow the 204: let them land before asserting
+    return response
+
+
+async def stored_events(client: TestClient[Any, Any], shop_id: str, **fields: Any) -> list[dict[str, Any]]:
+    """The shop's stored browser events (with their batch's state) that have every one of `fields`."""
+    events = await TrackingBatchRepository(client.app[DATABASE]).events(shop_id)
+    return [stored for stored in events if all(stored.get(name) == value for name, value in fields.items())]
 
 
 def browser_secret(bid: str) -> str:

@@ -11,9 +11,10 @@ from aiohttp.test_utils import TestClient
 
 from bot.typedefs import DATABASE
 from core.clock import FixedClock
+from linking.tracking import BROWSER_BUDGETS
 from storage.database import Database
 from tests.conftest import START, ShopHandle
-from tests.linking.conftest import SHOP_ORIGIN, browser_id, event, line_user_id, post_events
+from tests.linking.conftest import SHOP_ORIGIN, browser_id, event, line_user_id, post_events, stored_events
 
 
 def db(client: TestClient[web.Request, web.Application]) -> Database:
@@ -31,8 +32,8 @@ async def test_single_event_is_stored_with_server_time_and_cors(client: TestClie
     assert response.status == 204, await response.text()
     assert response.headers["Access-Control-Allow-Origin"] == SHOP_ORIGIN
     assert "Origin" in response.headers["Vary"]
-    stored = await db(client)["events"].find_one({"shop_id": shop.shop_id, "event_id": one["event_id"]})
-    assert stored is not None and stored["received_at"] == START and stored["product_id"] == "p1"
+    [stored] = await stored_events(client, shop.shop_id, event_id=one["event_id"])
+    assert stored["received_at"] == START and stored["product_id"] == "p1" and stored["state"] == "done"
     browser = await db(client)["browsers"].find_one({"_id": f"{shop.shop_id}:{bid}"})
     assert browser is not None
     assert browser["first_utm"] == {"source": "line", "campaign": "dec"}
@@ -49,7 +50,7 @@ async def test_batch_and_retries_count_each_view_once(client: TestClient[Any, An
     assert (await post_events(client, shop.shop_id, batch)).status == 204
     assert (await post_events(client, shop.shop_id, batch)).status == 204  # a retried beacon
     assert (await post_events(client, shop.shop_id, [batch[0], batch[0]])).status == 204
-    assert await count(client, "events", {"shop_id": shop.shop_id}) == 4
+    assert len(await stored_events(client, shop.shop_id)) == 4
     views = {v["product_id"]: v["count"] async for v in db(client)["product_views"].find({"browser_id": bid})}
     assert views == {"p1": 2, "p2": 1}
 
@@ -87,14 +88,14 @@ async def test_junk_is_refused_and_nothing_is_stored(
     error = (await response.json())["error"]
     if field is not None:
         assert error["field"] == field
-    assert await count(client, "events") == 0
+    assert await count(client, "tracking_batches") == 0
     assert await count(client, "browsers") == 0 and await count(client, "product_views") == 0
 
 
 async def test_oversized_body_is_413(client: TestClient[Any, Any], shop: ShopHandle) -> None:
     response = await post_events(client, shop.shop_id, "[" + " " * 40_000 + "]")
     assert response.status == 413
-    assert await count(client, "events") == 0
+    assert await count(client, "tracking_batches") == 0
 
 
 async def test_unknown_shop_and_foreign_origin_are_refused(client: TestClient[Any, Any], shop: ShopHandle) -> None:
@@ -103,7 +104,7 @@ async def test_unknown_shop_and_foreign_origin_are_refused(client: TestClient[An
     response = await post_events(client, shop.shop_id, event(bid), origin="https://evil.example")
     assert response.status == 403
     assert "Access-Control-Allow-Origin" not in response.headers
-    assert await count(client, "events") == 0
+    assert await count(client, "tracking_batches") == 0
 
 
 async def test_preflight_only_for_allowed_origins(client: TestClient[Any, Any], shop: ShopHandle) -> None:
@@ -120,7 +121,7 @@ async def test_preflight_only_for_allowed_origins(client: TestClient[Any, Any], 
 async def test_rate_limit_per_browser_per_minute(
     client: TestClient[Any, Any], shop: ShopHandle, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("linking.ingest.EVENTS_PER_BROWSER_PER_MINUTE", 5)
+    monkeypatch.setattr(client.app[BROWSER_BUDGETS], "limit", 5)
     bid, other = browser_id(), browser_id()
     assert (await post_events(client, shop.shop_id, [event(bid) for _ in range(3)])).status == 204
     assert (await post_events(client, shop.shop_id, [event(bid) for _ in range(2)])).status == 204
@@ -128,7 +129,7 @@ async def test_rate_limit_per_browser_per_minute(
     assert refused.status == 429 and refused.headers["Retry-After"] == "60"
     assert (await refused.json())["error"]["code"] == "rate_limited"
     assert (await post_events(client, shop.shop_id, event(other))).status == 204  # another browser is not affected
-    assert await count(client, "events", {"browser_id": bid}) == 5
+    assert len(await stored_events(client, shop.shop_id, browser_id=bid)) == 5
     assert await count(client, "product_views", {"product_id": "p9"}) == 0
     clock.advance(timedelta(minutes=1))
     assert (await post_events(client, shop.shop_id, event(bid))).status == 204

@@ -1,6 +1,6 @@
 """Browser events written in groups: concurrent requests share one write and still get their own answers;
-the shop's budget and the browsers' hold; events and their view counters are stored together or not at all;
-server-side senders need the shop's opt-in and its API key."""
+the shop's budget and the browsers' hold; stored events are applied (view counters, intents) exactly once,
+by their processor or by recovery; server-side senders need the shop's opt-in and its API key."""
 
 from __future__ import annotations
 
@@ -15,8 +15,12 @@ from pymongo import AsyncMongoClient
 
 from bot.typedefs import DATABASE
 from core.clock import FixedClock
+from linking.browser_budgets import BrowserBudgets
+from linking.ingest import Submission, acknowledge, process
+from linking.tracking import BROWSER_BUDGETS, EVENT_PROCESSOR
+from storage.tracking_batches import LEASE, ClaimLost, TrackingBatchRepository
 from tests.conftest import ShopHandle
-from tests.linking.conftest import browser_id, event, post_events
+from tests.linking.conftest import browser_id, event, post_events, stored_events
 
 
 def db(client: TestClient[Any, Any]) -> Any:
@@ -42,13 +46,13 @@ async def test_concurrent_requests_each_get_their_own_answer(client: TestClient[
     bodies.append([event(browsers[0], type="nope")])  # junk in the middle of the crowd: refused alone
     answers = await asyncio.gather(*(post_events(client, shop.shop_id, body) for body in bodies))
     assert [answer.status for answer in answers] == [204] * 30 + [422]
-    assert await db(client)["events"].count_documents({"shop_id": shop.shop_id}) == 60
+    assert len(await stored_events(client, shop.shop_id)) == 60
     for bid in browsers:
         assert await _views(client, bid) == {"p1": 1, "p2": 1}
     # The same events again, concurrently with each other: stored and counted once.
     again = await asyncio.gather(*(post_events(client, shop.shop_id, body) for body in bodies[:30] * 2))
     assert {answer.status for answer in again} == {204}
-    assert await db(client)["events"].count_documents({"shop_id": shop.shop_id}) == 60
+    assert len(await stored_events(client, shop.shop_id)) == 60
     assert await _views(client, browsers[3]) == {"p1": 1, "p2": 1}
 
 
@@ -65,7 +69,7 @@ async def test_the_shops_budget_holds_across_browsers(
             assert response.status == 429 and response.headers["Retry-After"] == "60"
             assert (await response.json())["error"]["code"] == "rate_limited"
     assert accepted == 100
-    assert await db(client)["events"].count_documents({"shop_id": shop.shop_id}) == 100
+    assert len(await stored_events(client, shop.shop_id)) == 100
     clock.advance(timedelta(minutes=1))
     assert (await post_events(client, shop.shop_id, event(browser_id()))).status == 204
 
@@ -73,11 +77,11 @@ async def test_the_shops_budget_holds_across_browsers(
 async def test_a_refused_request_changes_nothing(
     client: TestClient[Any, Any], shop: ShopHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("linking.ingest.EVENTS_PER_BROWSER_PER_MINUTE", 3)
+    monkeypatch.setattr(client.app[BROWSER_BUDGETS], "limit", 3)
     bid = browser_id()
     assert (await post_events(client, shop.shop_id, [event(bid), event(bid), event(bid), event(bid)])).status == 429
     assert await db(client)["browsers"].count_documents({"browser_id": bid}) == 0
-    assert await db(client)["events"].count_documents({"browser_id": bid}) == 0
+    assert len(await stored_events(client, shop.shop_id, browser_id=bid)) == 0
 
 
 @pytest.fixture
@@ -88,26 +92,38 @@ async def fail_points(mongo_uri: str) -> AsyncIterator[AsyncMongoClient[Any]]:
     await admin.close()
 
 
-async def test_events_and_their_view_counters_are_stored_together_or_not_at_all(
-    client: TestClient[Any, Any], shop: ShopHandle, fail_points: AsyncMongoClient[Any]
+async def _batch_state(client: TestClient[Any, Any], shop: ShopHandle, bid: str) -> set[str]:
+    return {stored["state"] for stored in await stored_events(client, shop.shop_id, browser_id=bid)}
+
+
+async def test_a_failed_counter_write_leaves_the_events_to_recovery_which_counts_them_once(
+    client: TestClient[Any, Any], shop: ShopHandle, clock: FixedClock, fail_points: AsyncMongoClient[Any]
 ) -> None:
     """The failure the old endpoint had: events stored, then the counters' write fails (or the process dies);
-    the retried beacon is a duplicate and the views are lost for good. Now both are one transaction."""
+    the retried beacon is a duplicate and the views are lost for good. Now the events are acknowledged once
+    stored, and their counters, intents and the batch's "done" are one transaction that recovery retries."""
     bid = browser_id()
     body = [event(bid, product_id="p1"), event(bid, product_id="p2")]
-    # The group's writes: shop budget, browser budget, the browser's own document (three updates), then in the
-    # transaction the events (insert) and the counters (update): fail that fourth update, after the events.
-    await fail_points.admin.command({"configureFailPoint": "failCommand", "mode": {"skip": 3, "times": 1},
+    # The writes: the shop's budget (update), the events (insert), then processing: the browser's own document
+    # (update) and in one transaction the counters (update), the intents and the batch marked done: fail the
+    # counters' update.
+    await fail_points.admin.command({"configureFailPoint": "failCommand", "mode": {"skip": 2, "times": 1},
                                      "data": {"failCommands": ["update"], "errorCode": 8}})
-    failed = await post_events(client, shop.shop_id, body)
-    assert failed.status == 503
-    # The budgets went through (the browser exists), so it was the counters' write that failed.
+    acknowledged = await post_events(client, shop.shop_id, body)
+    assert acknowledged.status == 204  # stored: the answer does not wait for the counters
+    assert len(await stored_events(client, shop.shop_id, browser_id=bid)) == 2
     assert await db(client)["browsers"].count_documents({"browser_id": bid}) == 1
-    assert await db(client)["events"].count_documents({"browser_id": bid}) == 0  # rolled back with the counters
-    assert await _views(client, bid) == {}
-    retried = await post_events(client, shop.shop_id, body)  # the script's next try carries the same event IDs
-    assert retried.status == 204
-    assert await db(client)["events"].count_documents({"browser_id": bid}) == 2
+    assert await _views(client, bid) == {} and await _batch_state(client, shop, bid) == {"stored"}
+    retried = await post_events(client, shop.shop_id, body)  # a retried beacon: a duplicate, nothing new
+    assert retried.status == 204 and len(await stored_events(client, shop.shop_id, browser_id=bid)) == 2
+
+    processor = client.app[EVENT_PROCESSOR]
+    assert await processor.recover() == 0  # the lease has not run out: its owner may still be at it
+    clock.advance(LEASE + timedelta(seconds=1))
+    assert await processor.recover() == 2
+    assert await _views(client, bid) == {"p1": 1, "p2": 1} and await _batch_state(client, shop, bid) == {"done"}
+    clock.advance(LEASE + timedelta(seconds=1))
+    assert await processor.recover() == 0
     assert await _views(client, bid) == {"p1": 1, "p2": 1}
 
 
@@ -115,14 +131,49 @@ async def test_a_connection_lost_mid_write_is_retried_and_counted_once(
     client: TestClient[Any, Any], shop: ShopHandle, fail_points: AsyncMongoClient[Any]
 ) -> None:
     bid = browser_id()
-    await fail_points.admin.command({"configureFailPoint": "failCommand", "mode": {"skip": 3, "times": 1},
+    await fail_points.admin.command({"configureFailPoint": "failCommand", "mode": {"skip": 2, "times": 1},
                                      "data": {"failCommands": ["update"], "closeConnection": True}})
-    # The counters' write dies with its connection after the events were written in the same transaction:
-    # the driver runs the transaction again, which finds no event stored and writes both.
+    # The counters' write dies with its connection inside the processing transaction: the driver runs the
+    # transaction again, which counts the views once and marks the batch done.
     response = await post_events(client, shop.shop_id, [event(bid, product_id="p1")])
     assert response.status == 204
-    assert await db(client)["events"].count_documents({"browser_id": bid}) == 1
-    assert await _views(client, bid) == {"p1": 1}
+    assert len(await stored_events(client, shop.shop_id, browser_id=bid)) == 1
+    assert await _views(client, bid) == {"p1": 1} and await _batch_state(client, shop, bid) == {"done"}
+
+
+async def test_two_processors_of_one_batch_apply_it_once(client: TestClient[Any, Any], shop: ShopHandle,
+                                                         clock: FixedClock) -> None:
+    """A processor that was slow past its lease races the recovery that took its batch over: one applies."""
+    bid = browser_id()
+    submission = Submission(shop.shop_id, [event(bid, product_id="p1"), event(bid, product_id="p1")], clock.now(),
+                            10_000)
+    acknowledged = await acknowledge(db(client), [submission], BrowserBudgets(120), clock.now())
+    assert [verdict.stored for verdict in acknowledged.verdicts] == [2]
+    clock.advance(LEASE + timedelta(seconds=1))
+    repository = TrackingBatchRepository(db(client))
+    taken_over = await repository.claim_expired(clock.now())
+    assert {item["_id"] for item in taken_over} == {item["_id"] for item in acknowledged.items}
+    with pytest.raises(ClaimLost):
+        await process(db(client), acknowledged.items, clock.now())  # the first owner, too late: nothing applied
+    assert await _views(client, bid) == {}
+    await process(db(client), taken_over, clock.now())
+    assert await _views(client, bid) == {"p1": 2}
+    with pytest.raises(ClaimLost):
+        await process(db(client), taken_over, clock.now())  # run twice: still counted once
+    assert await _views(client, bid) == {"p1": 2}
+
+
+async def test_events_left_by_a_stopped_process_are_recovered(client: TestClient[Any, Any], shop: ShopHandle,
+                                                              clock: FixedClock) -> None:
+    """Stored and acknowledged, never processed (the process stopped): released, then recovered at once."""
+    bid = browser_id()
+    submission = Submission(shop.shop_id, [event(bid, product_id="p3")], clock.now(), 10_000)
+    acknowledged = await acknowledge(db(client), [submission], BrowserBudgets(120), clock.now())
+    await TrackingBatchRepository(db(client)).release(acknowledged.items, clock.now())
+    assert await client.app[EVENT_PROCESSOR].recover() == 1
+    assert await _views(client, bid) == {"p3": 1} and await _batch_state(client, shop, bid) == {"done"}
+    browser = await db(client)["browsers"].find_one({"browser_id": bid})
+    assert browser is not None and browser["last_seen_at"] == clock.now()
 
 
 async def test_server_side_events_need_the_opt_in_and_the_api_key(
@@ -144,7 +195,7 @@ async def test_server_side_events_need_the_opt_in_and_the_api_key(
     assert wrong.status == 401 and (await wrong.json())["error"]["code"] == "invalid_api_key"
     still = await post_events(client, shop.shop_id, event(bid), origin=None)  # no key, no Origin: still refused
     assert still.status == 403
-    assert await db(client)["events"].count_documents({"browser_id": bid}) == 2
+    assert len(await stored_events(client, shop.shop_id, browser_id=bid)) == 2
     assert await _views(client, bid) == {"p1": 1}
 
     rotated = await client.post(f"/admin/api/v1/shops/{shop.shop_id}/api-key", headers=shop.auth)

@@ -146,7 +146,7 @@ async def test_every_acknowledged_event_survives_kill_9_of_the_database(
     running: Running, settings: Settings, endpoint: str
 ) -> None:
     send, ok, collection, field = ((_webhook, 200, "webhook_batches", "keys") if endpoint == "webhook"
-                                   else (_browser_events, 204, "events", "_id"))
+                                   else (_browser_events, 204, "tracking_batches", "keys"))
     acknowledged: list[str] = []
     for _ in range(KILLS):
         await _stream_then_kill(running, send, ok, acknowledged)

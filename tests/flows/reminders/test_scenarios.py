@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
+from linking.tracking import events_applied
 from tests.conftest import START
 from tests.flex_helpers import flex_texts as texts
 from tests.flows.reminders.conftest import World, bubbles, days
@@ -161,6 +162,7 @@ async def test_a_purchase_event_from_the_linked_browser_stops_the_cycle(world: W
         f"/t/{world.shop.shop_id}/events", headers={"Origin": "https://shop.example"},
         json={"event_id": "e-buy", "browser_id": f"b-{U1}", "type": "purchase", "url": "https://shop.example/thanks"})
     assert response.status == 204, await response.text()
+    await events_applied(world.client.app)
     assert (await world.reminder(U1))["status"] == "stopped"
     assert (await world.run(START + days(3))).get("sent", 0) == 0
 

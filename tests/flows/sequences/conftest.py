@@ -20,6 +20,7 @@ from delivery.context import JobContext, JobSummary
 from delivery.engine import Engine, EngineConfig
 from flows.listeners import delivery_flows
 from linesim.client import SimClient
+from linking.tracking import events_applied
 from storage.contacts import ContactRepository
 from storage.database import Database
 from tests.bot.conftest import settle
@@ -106,6 +107,7 @@ class World:
         response = await self.client.post(f"/t/{self.shop.shop_id}/events", json=event,
                                           headers={"Origin": SHOP_ORIGIN})
         assert response.status == 204, await response.text()
+        await events_applied(self.client.app)
 
     async def link(self, who: str, user: str, at: datetime) -> None:
         """The shop imports the browser ↔ LINE user link (as any link method ends: `link_browser`)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.typedefs import LINE
 from core.line_client import retry_key_for
+from linking.tracking import events_applied
 from storage.contacts import ContactRepository
 from storage.sequences import SequenceRuns
 from storage.signals import OUTBOX
@@ -94,6 +95,7 @@ async def test_replayed_signals_start_one_run_and_record_it_once(world: World) -
         response = await world.client.post(f"/t/{world.shop.shop_id}/events", json=event,
                                            headers={"Origin": "https://shop.example"})
         assert response.status == 204
+        await events_applied(world.client.app)
     assert await db["sequence_runs"].count_documents({"sequence_id": "s"}) == 1
     assert await db["sequence_runs"].count_documents({"sequence_id": "v"}) == 1
     await world.run(START + hours(1))
