@@ -190,29 +190,31 @@ async def _prepare(uri: str, db_name: str) -> tuple[str, Any]:
     return shop.shop_id, database
 
 
-async def _stored(database: Any, shop_id: str) -> tuple[int, int]:
+async def _stored(database: Any, shop_id: str) -> tuple[int, int, int]:
+    """(events stored, of them not yet applied, views counted) - the bench's database holds one shop."""
     from storage.tracking_batches import TrackingBatchRepository
 
-    events, _ = await TrackingBatchRepository(database).stored()  # the bench's database holds one shop
+    events, waiting = await TrackingBatchRepository(database).stored()
     views = 0
     async for row in await database["product_views"].aggregate(
         [{"$match": {"shop_id": shop_id}}, {"$group": {"_id": None, "n": {"$sum": "$count"}}}]
     ):
         views = row["n"]
-    return events, views
+    return events, waiting, views
 
 
-async def settle(database: Any, shop_id: str, timeout: float = 120) -> float:
-    """Wait until the stores stop growing (requests abandoned by the client may still be writing), so one run's
-    backlog never lands in the next; returns how long that took."""
+async def settle(database: Any, shop_id: str, timeout: float = 180) -> float:
+    """Wait until every stored event is applied and the stores stop growing (requests abandoned by the client
+    may still be writing), so one run's backlog never lands in the next; returns how long that took."""
     started = time.perf_counter()
     last = None
     while time.perf_counter() - started < timeout:
-        now = (await _stored(database, shop_id), await database["reference_events"].estimated_document_count())
-        if now == last:
+        stored = await _stored(database, shop_id)
+        now = (stored, await database["reference_events"].estimated_document_count())
+        if now == last and stored[1] == 0:
             break
         last = now
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
     return time.perf_counter() - started
 
 
@@ -246,11 +248,11 @@ async def _bench(args: argparse.Namespace, uri: str, db_name: str) -> None:
 
         async def ours(rate: float, per_request: int) -> Run:
             await settle(database, shop_id)
-            events_before, views_before = await _stored(database, shop_id)
+            events_before, _, views_before = await _stored(database, shop_id)
             commands = Counter(await _json(ours_base + "/_bench/db"))
             run = await paced(targets["ours"], browsers, rate, args.seconds, per_request, rng)
             lag = await settle(database, shop_id)
-            events_after, views_after = await _stored(database, shop_id)
+            events_after, _, views_after = await _stored(database, shop_id)
             commands = Counter(await _json(ours_base + "/_bench/db")) - commands
             stored = events_after - events_before
             top = ", ".join(f"{name} {n / max(1, stored):.2f}" for name, n in commands.most_common(6))

@@ -4,8 +4,8 @@ The tracking endpoint hands each validated request here through a group
 commit (concurrent requests go together). `acknowledge` costs a fixed number
 of round trips whatever the group's size, and is all a 204 waits for:
 
-1. budgets - each browser's per-minute budget in memory (`linking.browser_budgets`),
-   then the shops' (shared by every process: one bulk write, `storage.rate_budgets`).
+1. budgets - each browser's per-minute budget in memory, then the shops' (shared
+   by every process, taken in slices: a write per slice, not per group): `linking.budgets`.
    A request over either budget is refused (429) and stores nothing;
 2. one insert, durable (`ACKNOWLEDGED`), of the group's events that are new
    (unique by the client's event ID, so a retried beacon counts once):
@@ -33,11 +33,10 @@ from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from linking.browser_budgets import BrowserBudgets
+from linking.budgets import BrowserBudgets, ShopBudgets
 from storage.browsers import BrowserRepository, BrowserViews, Seen, ViewCount
 from storage.database import Database
 from storage.durability import UNSYNCED
-from storage.rate_budgets import Take, take_all
 from storage.signals import Intent, deliver_all
 from storage.tracking_batches import INTERNAL_FIELDS, TrackingBatchRepository, event_item
 from storage.types import Document
@@ -97,7 +96,15 @@ def _views(docs: list[Document]) -> dict[tuple[str, str], list[ViewCount]]:
     return views
 
 
-async def _budgets(db: Database, submissions: list[Submission], browsers: BrowserBudgets,
+@dataclass(frozen=True)
+class Budgets:
+    """The budgets a process takes browser events from (`linking.budgets`)."""
+
+    browsers: BrowserBudgets
+    shops: ShopBudgets = field(default_factory=ShopBudgets)
+
+
+async def _budgets(db: Database, submissions: list[Submission], budgets: Budgets,
                    now: datetime) -> tuple[list[str | None], set[tuple[int, str]]]:
     """Per submission: None when within every budget, else which refused it; and the (submission, browser)
     pairs whose take opened the browser's minute here."""
@@ -106,7 +113,7 @@ async def _budgets(db: Database, submissions: list[Submission], browsers: Browse
     opens: set[tuple[int, str]] = set()
     for index, submission in enumerate(submissions):
         for browser_id, own in _by_browser(submission.events).items():
-            take = browsers.take(submission.shop_id, browser_id, len(own), now)
+            take = budgets.browsers.take(submission.shop_id, browser_id, len(own), now)
             if not take.granted:
                 refused[index] = "browser"
                 break
@@ -116,7 +123,7 @@ async def _budgets(db: Database, submissions: list[Submission], browsers: Browse
 
     def give_back(index: int) -> None:
         for browser_id, events in taken[index]:
-            browsers.give_back(submissions[index].shop_id, browser_id, events, now)
+            budgets.browsers.give_back(submissions[index].shop_id, browser_id, events, now)
         taken[index] = []
 
     for index in range(len(submissions)):
@@ -126,28 +133,36 @@ async def _budgets(db: Database, submissions: list[Submission], browsers: Browse
     for index, submission in enumerate(submissions):
         if refused[index] is None:
             per_shop[submission.shop_id].append(index)
-    shops = list(per_shop)
+    needs = {shop_id: (sum(len(submissions[i].events) for i in indexes), submissions[indexes[0]].shop_limit)
+             for shop_id, indexes in per_shop.items()}
     try:
-        results = await take_all(db, [
-            Take(f"s|{shop_id}", sum(len(submissions[i].events) for i in per_shop[shop_id]),
-                 submissions[per_shop[shop_id][0]].shop_limit) for shop_id in shops], now)
+        granted = await budgets.shops.take(db, needs, now)
     except BaseException:
         for indexes in per_shop.values():
             for index in indexes:
                 give_back(index)
         raise
-    for shop_id, result in zip(shops, results, strict=True):
-        if not result.granted:
-            for index in per_shop[shop_id]:
+    for shop_id, indexes in per_shop.items():
+        if not granted[shop_id]:
+            for index in indexes:
                 refused[index] = "shop"
                 give_back(index)
     return refused, {(index, browser_id) for index, browser_id in opens if refused[index] is None}
 
 
-async def acknowledge(db: Database, submissions: list[Submission], browsers: BrowserBudgets,
+def _give_back(submissions: list[Submission], refused: list[str | None], budgets: Budgets, now: datetime) -> None:
+    """A group that was granted but not stored (the insert failed): its budgets are not spent."""
+    for index, submission in enumerate(submissions):
+        if refused[index] is None:
+            budgets.shops.give_back(submission.shop_id, len(submission.events), now)
+            for browser_id, own in _by_browser(submission.events).items():
+                budgets.browsers.give_back(submission.shop_id, browser_id, len(own), now)
+
+
+async def acknowledge(db: Database, submissions: list[Submission], budgets: Budgets,
                       now: datetime) -> Acknowledged:
     """Store the submissions that are within their budgets, durably and together; a verdict per submission."""
-    refused, opens = await _budgets(db, submissions, browsers, now)
+    refused, opens = await _budgets(db, submissions, budgets, now)
     items: list[Document] = []
     owner_of: list[int] = []  # submission index of each item
     for index, submission in enumerate(submissions):
@@ -166,10 +181,7 @@ async def acknowledge(db: Database, submissions: list[Submission], browsers: Bro
     try:
         fresh = await TrackingBatchRepository(db).store(items, now)
     except BaseException:
-        for index, submission in enumerate(submissions):
-            if refused[index] is None:
-                for browser_id, own in _by_browser(submission.events).items():
-                    browsers.give_back(submission.shop_id, browser_id, len(own), now)
+        _give_back(submissions, refused, budgets, now)
         raise
     stored: dict[int, int] = defaultdict(int)
     for is_new, index in zip(fresh, owner_of, strict=True):

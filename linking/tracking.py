@@ -32,9 +32,9 @@ from admin_api.models import Identifier
 from bot.typedefs import CLOCK, DATABASE, SHOPS
 from core.errors import ApiError, from_validation_error
 from core.periodic import Periodic
-from linking.browser_budgets import BrowserBudgets
+from linking.budgets import BrowserBudgets
 from linking.event_processing import EventProcessor
-from linking.ingest import EVENTS_PER_BROWSER_PER_MINUTE, Submission, Verdict, acknowledge
+from linking.ingest import EVENTS_PER_BROWSER_PER_MINUTE, Budgets, Submission, Verdict, acknowledge
 from linking.models import BrowserId, EventId, PageUrl, ShortValue
 from storage.durability import ACK_TIMEOUT_SECONDS, writable
 from storage.group_commit import DatabaseTurn, GroupCommit
@@ -238,7 +238,8 @@ async def _writes_ctx(app: web.Application) -> AsyncIterator[None]:
     """The group writer of browser events and the processor behind it (after the database context)."""
     db = app[DATABASE]
     clock = app[CLOCK]
-    budgets = app[BROWSER_BUDGETS] = BrowserBudgets(EVENTS_PER_BROWSER_PER_MINUTE)
+    budgets = Budgets(BrowserBudgets(EVENTS_PER_BROWSER_PER_MINUTE))
+    app[BROWSER_BUDGETS] = budgets.browsers
 
     async def write(submissions: list[Submission]) -> list[Verdict]:
         with pymongo.timeout(GROUP_TIMEOUT_SECONDS):
@@ -265,7 +266,7 @@ async def _writes_ctx(app: web.Application) -> AsyncIterator[None]:
 async def events_applied(app: web.Application) -> None:
     """Until every browser event acknowledged so far is applied (tests, benchmarks)."""
     await app[TRACKING_WRITES].idle()
-    await app[EVENT_PROCESSOR].idle()
+    await app[EVENT_PROCESSOR].flush()
 
 
 def setup_tracking(app: web.Application) -> None:

@@ -47,6 +47,9 @@ INDEXES: list[IndexSpec] = (
 LINK_HISTORY_KEEP = 20
 UNJOURNALED = WriteConcern(w=1, j=False)  # `record_seen` only
 ID_CHUNK = 25  # `$in` on _id grows superlinearly on the embedded database
+# Upserts per statement: the embedded database applies a statement whole before any other client's write
+# (about a millisecond per document), so a long one would hold up the acknowledgements queued behind it.
+WRITE_CHUNK = 25
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class BrowserRepository:
         return found
 
     async def record_seen(self, seen: Sequence[Seen], now: datetime) -> None:
-        """Create browsers seen for the first time and move `last_seen_at`, in one bulk write."""
+        """Create browsers seen for the first time and move `last_seen_at` (bulk writes of `WRITE_CHUNK`)."""
         if not seen:
             return
         ops = [
@@ -116,13 +119,16 @@ class BrowserRepository:
             )
             for entry in seen
         ]
-        # Not waiting for the journal: the group's events are written after this and their journaled commit
-        # (and barrier, storage.durability) syncs the log up to and including it; alone it acknowledges nothing.
-        await self._browsers.with_options(write_concern=UNJOURNALED).bulk_write(ops, ordered=False)
+        # Not waiting for the journal: it acknowledges nothing, and the next journaled write syncs the log up to
+        # and including it (lost with an unsynced end of the log, it is written again with its events).
+        unjournaled = self._browsers.with_options(write_concern=UNJOURNALED)
+        for start in range(0, len(ops), WRITE_CHUNK):
+            await unjournaled.bulk_write(ops[start:start + WRITE_CHUNK], ordered=False)
 
     async def add_views_many(self, entries: Sequence[BrowserViews],
                              session: AsyncClientSession | None = None) -> list[tuple[str, str]]:
-        """`$inc` the view counters of many browsers in one bulk write; returns (browser, product) first seen now.
+        """`$inc` the view counters of many browsers (bulk writes of `WRITE_CHUNK`); returns (browser, product)
+        first seen now.
 
         A new view row starts attributed to the browser's LINE user as the caller read it.
         """
@@ -144,8 +150,11 @@ class BrowserRepository:
                 keys.append((entry.browser_id, view.product_id))
         if not ops:
             return []
-        result = await self._views.bulk_write(ops, ordered=False, session=session)
-        return [keys[index] for index in result.upserted_ids or {}]
+        first: list[tuple[str, str]] = []
+        for start in range(0, len(ops), WRITE_CHUNK):
+            result = await self._views.bulk_write(ops[start:start + WRITE_CHUNK], ordered=False, session=session)
+            first += [keys[start + index] for index in result.upserted_ids or {}]
+        return first
 
     async def claim_views(self, shop_id: str, browser_id: str, line_user_id: str) -> int:
         """Attribute every view of the browser to the LINE user (earlier views count once linked)."""

@@ -135,14 +135,13 @@ class TrackingBatchRepository:
         claim that stored or recovered it: its new holder applies it instead.
         """
         claims: dict[str, str] = {item["batch"]: item["claim"] for item in items}
-        for claim in sorted(set(claims.values())):
-            batches = sorted(batch for batch, held in claims.items() if held == claim)
-            for chunk in chunks(batches):
-                result = await self._settling.update_many(
-                    {"_id": {"$in": chunk}, "claim": claim, "state": STORED},
-                    {"$set": {"state": DONE, "processed_at": now}}, session=session)
-                if result.matched_count != len(chunk):
-                    raise ClaimLost(f"{len(chunk) - result.matched_count} batch(es) taken over")
+        held = sorted(set(claims.values()))  # tokens of this processor only: any of them on a batch means ours
+        for chunk in chunks(sorted(claims)):
+            result = await self._settling.update_many(
+                {"_id": {"$in": chunk}, "claim": {"$in": held}, "state": STORED},
+                {"$set": {"state": DONE, "processed_at": now}}, session=session)
+            if result.matched_count != len(chunk):
+                raise ClaimLost(f"{len(chunk) - result.matched_count} batch(es) taken over")
 
     async def release(self, items: Sequence[Document], now: datetime) -> None:
         """Events this process stored but will not process (failed, or stopping): recovery may take them now."""

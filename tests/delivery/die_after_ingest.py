@@ -13,8 +13,8 @@ from admin_api.orders import OrderBody, order_fields
 from core.settings import load_settings
 from flows.listeners import connect_listeners
 from linking import ingest
-from linking.browser_budgets import BrowserBudgets
-from linking.ingest import Submission, acknowledge, process
+from linking.budgets import BrowserBudgets
+from linking.ingest import Budgets, Submission, acknowledge, process
 from linking.links import link_browser
 from linking.tracking import BrowserEvent
 from storage import schema, signals
@@ -44,7 +44,7 @@ async def main(kind: str, shop_id: str, user: str, at: datetime) -> None:
             event = BrowserEvent(event_id="e-killed", browser_id=f"b-{user}", type="page_view",
                                  url="https://shop.example/products/p1", product_id="p1")
             submission = Submission(shop_id, [event.model_dump(exclude_none=True)], at, 10_000)
-            acknowledged = await acknowledge(db, [submission], BrowserBudgets(120), at)
+            acknowledged = await acknowledge(db, [submission], Budgets(BrowserBudgets(120)), at)
             await process(db, acknowledged.items, at)
     sys.exit(3)  # the ingest did not reach its listeners' delivery: the test would fail
 

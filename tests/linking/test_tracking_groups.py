@@ -15,8 +15,8 @@ from pymongo import AsyncMongoClient
 
 from bot.typedefs import DATABASE
 from core.clock import FixedClock
-from linking.browser_budgets import BrowserBudgets
-from linking.ingest import Submission, acknowledge, process
+from linking.budgets import BrowserBudgets
+from linking.ingest import Budgets, Submission, acknowledge, process
 from linking.tracking import BROWSER_BUDGETS, EVENT_PROCESSOR
 from storage.tracking_batches import LEASE, ClaimLost, TrackingBatchRepository
 from tests.conftest import ShopHandle
@@ -147,7 +147,7 @@ async def test_two_processors_of_one_batch_apply_it_once(client: TestClient[Any,
     bid = browser_id()
     submission = Submission(shop.shop_id, [event(bid, product_id="p1"), event(bid, product_id="p1")], clock.now(),
                             10_000)
-    acknowledged = await acknowledge(db(client), [submission], BrowserBudgets(120), clock.now())
+    acknowledged = await acknowledge(db(client), [submission], Budgets(BrowserBudgets(120)), clock.now())
     assert [verdict.stored for verdict in acknowledged.verdicts] == [2]
     clock.advance(LEASE + timedelta(seconds=1))
     repository = TrackingBatchRepository(db(client))
@@ -168,7 +168,7 @@ async def test_events_left_by_a_stopped_process_are_recovered(client: TestClient
     """Stored and acknowledged, never processed (the process stopped): released, then recovered at once."""
     bid = browser_id()
     submission = Submission(shop.shop_id, [event(bid, product_id="p3")], clock.now(), 10_000)
-    acknowledged = await acknowledge(db(client), [submission], BrowserBudgets(120), clock.now())
+    acknowledged = await acknowledge(db(client), [submission], Budgets(BrowserBudgets(120)), clock.now())
     await TrackingBatchRepository(db(client)).release(acknowledged.items, clock.now())
     assert await client.app[EVENT_PROCESSOR].recover() == 1
     assert await _views(client, bid) == {"p3": 1} and await _batch_state(client, shop, bid) == {"done"}
