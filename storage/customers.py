@@ -151,6 +151,7 @@ def opt_out_change(shop_id: str, line_user_id: str, opted_out: bool, now: dateti
 
 
 GET_MANY_CHUNK = 50  # `$in` grows superlinearly on the embedded database
+WRITE_CHUNK = 8  # customers written per statement (see `apply_batch`)
 
 
 class CustomerRepository:
@@ -185,23 +186,27 @@ class CustomerRepository:
         (`created`, by LINE user), the others in one bulk write of their changes merged per customer. An
         insert that finds the customer created meanwhile (an order, a link) becomes the merged upsert.
 
-        On the embedded database an insert costs half an upsert (customers carry a dozen indexes).
+        On the embedded database an insert costs half an upsert (customers carry a dozen indexes), and a
+        statement is applied whole before any other client's write: they go `WRITE_CHUNK` per statement, so
+        a large batch does not hold up the webhook's acknowledgements behind it.
         """
         by_user: dict[str, list[CustomerChange]] = {}
         for change in changes:
             by_user.setdefault(change.line_user_id, []).append(change)
         upserts = [merge(own) for user, own in by_user.items() if user not in created]
         docs = [created[user] for user in by_user if user in created]
-        if docs:
+        for start in range(0, len(docs), WRITE_CHUNK):
+            chunk = docs[start:start + WRITE_CHUNK]
             try:
-                await self._customers.insert_many(docs, ordered=False)
+                await self._customers.insert_many(chunk, ordered=False)
             except BulkWriteError as exc:
                 if not only_duplicates(exc):
                     raise
                 errors = exc.details.get("writeErrors", [])
-                upserts += [merge(by_user[docs[int(error["index"])]["line_user_id"]]) for error in errors]
-        if upserts:
-            await self._customers.bulk_write([change.operation() for change in upserts], ordered=False)
+                upserts += [merge(by_user[chunk[int(error["index"])]["line_user_id"]]) for error in errors]
+        operations = [change.operation() for change in upserts]
+        for start in range(0, len(operations), WRITE_CHUNK):
+            await self._customers.bulk_write(operations[start:start + WRITE_CHUNK], ordered=False)
 
     async def record_follow(
         self, shop_id: str, line_user_id: str, profile: dict[str, Any] | None, is_unblocked: bool | None, now: datetime
