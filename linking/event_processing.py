@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 
+import pymongo
 from pymongo.errors import PyMongoError
 
 from linking.ingest import process
@@ -32,8 +33,11 @@ from storage.types import Document
 
 log = logging.getLogger("linecrm.tracking")
 
-TURN_EVENTS = 100  # events applied per turn (whole acknowledged groups: a batch is finished in one turn)
+TURN_EVENTS = 50  # events applied per turn (whole acknowledged groups: a batch is finished in one turn)
 LINGER_SECONDS = 0.2  # a turn waits this long for more groups: fewer, larger turns, none on the 204's path
+# A turn's transaction gives up after this long (the driver would retry a conflicting one for two minutes):
+# its events wait for recovery, and the processor goes on with the next ones.
+TURN_TIMEOUT_SECONDS = 15.0
 CAPACITY_EVENTS = 50_000  # queued beyond this, new groups are left to recovery (their lease runs out)
 RECOVERY_BATCH = 20  # stored batches per recovery claim
 
@@ -126,7 +130,8 @@ class EventProcessor:
         """One turn: apply `items` (whole stored batches); on failure they wait for recovery."""
         try:
             async with self._turn:
-                await process(self._db, items, self._now())
+                with pymongo.timeout(TURN_TIMEOUT_SECONDS):
+                    await process(self._db, items, self._now())
         except ClaimLost:
             log.info("%d browser event(s) taken over by another processor", len(items))
         except Exception:
