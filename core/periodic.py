@@ -47,5 +47,4 @@ class Periodic:
         if not done:
             log.warning("%s still running after %.0f s at shutdown: cancelled", self._name, grace)
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=1)  # (3.11's wait_for may swallow a cancellation)

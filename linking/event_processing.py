@@ -56,9 +56,9 @@ class EventProcessor:
         self._queued = 0
         self._wake = asyncio.Event()
         self._hurry = asyncio.Event()  # `flush`: skip the linger
-        self._busy = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def submit(self, items: list[Document]) -> None:
@@ -90,13 +90,22 @@ class EventProcessor:
             self._hurry.clear()
 
     async def stop(self, grace: float) -> None:
-        """Apply what is queued within `grace` seconds; release the rest to recovery at once."""
+        """Apply what is queued within `grace` seconds; release the rest to recovery at once.
+
+        The worker is asked to stop after its turn, not cancelled (a cancelled database call leaks its
+        connection, and Python 3.11's `wait_for` can swallow a cancellation that meets a wake-up, leaving
+        the task waiting for good); it is cancelled only if its turn outlives its deadline.
+        """
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.flush(), grace)
+        self._stopping = True
+        self._wake.set()
+        self._hurry.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=TURN_TIMEOUT_SECONDS + 1)
+            if not done:
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1)
         left = [item for group in self._queue for item in group]
         self._queue.clear()
         self._queued = 0
@@ -114,13 +123,13 @@ class EventProcessor:
         return items
 
     async def _work(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
-            if self._queued < self._turn_events:
+            if self._queued < self._turn_events and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._hurry.wait(), self._linger)
             self._wake.clear()
-            while self._queue:
+            while self._queue and not self._stopping:
                 items = self._take()
                 await self.apply(items)
             if not self._queue:

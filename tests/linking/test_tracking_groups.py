@@ -5,6 +5,7 @@ by their processor or by recovery; server-side senders need the shop's opt-in an
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from pymongo import AsyncMongoClient
 from bot.typedefs import DATABASE
 from core.clock import FixedClock
 from linking.budgets import BrowserBudgets
+from linking.event_processing import EventProcessor
 from linking.ingest import Budgets, Submission, acknowledge, process
 from linking.tracking import BROWSER_BUDGETS, EVENT_PROCESSOR
 from storage.tracking_batches import LEASE, ClaimLost, TrackingBatchRepository
@@ -161,6 +163,22 @@ async def test_two_processors_of_one_batch_apply_it_once(client: TestClient[Any,
     with pytest.raises(ClaimLost):
         await process(db(client), taken_over, clock.now())  # run twice: still counted once
     assert await _views(client, bid) == {"p1": 2}
+
+
+async def test_a_processor_stopping_while_it_lingers_applies_what_it_holds_and_ends(
+    client: TestClient[Any, Any], shop: ShopHandle, clock: FixedClock
+) -> None:
+    """Stopping right after a hand-over (the worker is lingering for more): applied, and the stop returns."""
+    for _ in range(20):
+        bid = browser_id()
+        submission = Submission(shop.shop_id, [event(bid, product_id="p4")], clock.now(), 10_000)
+        acknowledged = await acknowledge(db(client), [submission], Budgets(BrowserBudgets(120)), clock.now())
+        processor = EventProcessor(db(client), clock.now, linger=0.05)
+        processor.start()
+        processor.submit(acknowledged.items)
+        await asyncio.sleep(random.uniform(0, 0.06))
+        await asyncio.wait_for(processor.stop(grace=5), 10)
+        assert await _views(client, bid) == {"p4": 1}
 
 
 async def test_events_left_by_a_stopped_process_are_recovered(client: TestClient[Any, Any], shop: ShopHandle,
