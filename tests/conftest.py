@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 from pydantic import SecretStr
 
 from bot.app import create_app
@@ -98,12 +99,22 @@ def settings(mongo_uri: str, linesim_url: str, tmp_path: Path) -> Settings:
     )
 
 
+class AppServer(TestServer):
+    """The app served as `python -m bot` serves it (`web.run_app`): a request whose client went away still runs
+    to its end. aiohttp's test server cancels it instead, which production never does - and a database call
+    cancelled while its connection opens leaks the socket (PyMongo), surfacing later as a ResourceWarning."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        kwargs["handler_cancellation"] = False
+        return await super()._make_runner(**kwargs)
+
+
 @pytest.fixture
 async def client(
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], settings: Settings, clock: FixedClock
 ) -> TestClient[Any, Any]:
     """The real app, started (database connected, indexes made) and served on a real socket."""
-    return await aiohttp_client(create_app(settings, clock=clock))
+    return await aiohttp_client(AppServer(create_app(settings, clock=clock)))
 
 
 @dataclass

@@ -24,7 +24,7 @@ from core.clock import FixedClock
 from core.settings import Settings
 from linking.chat_code import redeem_chat_code
 from linking.links import LinkStatus
-from tests.conftest import START, ShopHandle
+from tests.conftest import START, AppServer, ShopHandle
 from tests.linking.conftest import (
     SHOP_ORIGIN,
     browser_id,
@@ -153,7 +153,7 @@ async def test_the_access_log_names_routes_never_tokens_or_ids(
     aiohttp_client: Any, settings: Settings, clock: FixedClock, make_shop: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     options = {name: value for name, value in run_options().items() if name.startswith("access_log")}
-    server = TestServer(create_app(settings, clock=clock))
+    server = AppServer(create_app(settings, clock=clock))
     await server.start_server(**options)  # the runner takes the access log options here
     logged = await aiohttp_client(server)
     created = await logged.post("/admin/api/v1/shops", json={"name": "s", "channel_secret": "c" * 32,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from bot.app import create_app
 from bot.webhook import signature_for
@@ -28,7 +28,7 @@ from linesim import webhook as events
 from storage.bulk import insert_new
 from storage.database import connect
 from storage.embedded import free_port, server_command, start_embedded
-from tests.conftest import OPERATOR_TOKEN, START, _wait_for_port
+from tests.conftest import OPERATOR_TOKEN, START, AppServer, _wait_for_port
 
 ORIGIN = "https://shop.example"
 SAFETY_SECONDS = 60  # only so a hang fails the test; not a latency budget
@@ -79,7 +79,7 @@ async def running(settings: Settings, clock: FixedClock, tmp_path: Path) -> Asyn
     """The app on its own database server (the test kills it), with a shop that takes browser events."""
     server = Server(tmp_path / "db")
     await asyncio.to_thread(server.start)
-    client = TestClient(TestServer(create_app(settings.model_copy(update={"mongodb_uri": server.uri}), clock=clock)))
+    client = TestClient(AppServer(create_app(settings.model_copy(update={"mongodb_uri": server.uri}), clock=clock)))
     try:
         await client.start_server()
         secret = secrets.token_hex(16)

@@ -2,17 +2,17 @@
 
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from bot.app import create_app
 from storage import schema
 from storage.embedded import start_embedded
-from tests.conftest import OPERATOR_TOKEN
+from tests.conftest import OPERATOR_TOKEN, AppServer
 
 
 async def test_shop_survives_app_restart_on_embedded_database(settings: Any, clock: Any, tmp_path: Any) -> None:
     embedded = settings.model_copy(update={"mongodb_uri": None, "data_dir": tmp_path / "data"})
-    client = TestClient(TestServer(create_app(embedded, clock=clock)))
+    client = TestClient(AppServer(create_app(embedded, clock=clock)))
     await client.start_server()
     try:
         created = await client.post(
@@ -25,7 +25,7 @@ async def test_shop_survives_app_restart_on_embedded_database(settings: Any, clo
         await client.close()
     assert not (tmp_path / "data" / "embedded-db.json").exists(), "the server was stopped and its record removed"
 
-    client = TestClient(TestServer(create_app(embedded, clock=clock)))
+    client = TestClient(AppServer(create_app(embedded, clock=clock)))
     await client.start_server()
     try:
         response = await client.get(

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from bot.app import create_app
 from storage.embedded import free_port
-from tests.conftest import OPERATOR_TOKEN
+from tests.conftest import OPERATOR_TOKEN, AppServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ async def wait_for_status(client: TestClient[Any, Any], status: int, timeout: fl
 
 async def test_a_killed_embedded_database_is_restarted_on_its_files(settings: Any, clock: Any, tmp_path: Path) -> None:
     embedded = settings.model_copy(update={"mongodb_uri": None, "data_dir": tmp_path / "data"})
-    client = TestClient(TestServer(create_app(embedded, clock=clock)))
+    client = TestClient(AppServer(create_app(embedded, clock=clock)))
     await client.start_server()
     try:
         created = await client.post("/admin/api/v1/shops", json={"name": "監視", "channel_secret": "s" * 32,
