@@ -86,9 +86,9 @@ class ShopBudgets:
             else:
                 short[shop_id] = (left, events - left, limit)
         for exact in (False, True):  # a whole slice first; only what is missing, when no whole slice is left
-            if not short:
+            shops = [shop for shop in short if not exact or short[shop][1] < short[shop][2] // SLICES_PER_MINUTE]
+            if not shops:  # (asking again for what was just refused would be refused again)
                 break
-            shops = list(short)
             asks = [short[shop][1] if exact else max(short[shop][1], short[shop][2] // SLICES_PER_MINUTE)
                     for shop in shops]
             taken = await take_all(db, [Take(f"s|{shop}", ask, short[shop][2])

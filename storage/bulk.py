@@ -9,7 +9,9 @@ a batch is never reported stored unless the server acknowledged it.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -71,3 +73,20 @@ async def insert_together(collection: AsyncCollection[Document], items: Sequence
         positions = await insert_new(collection, [document([item]) for item in first])
         stored = {id(item) for position, item in enumerate(first) if position in positions}
     return [id(item) in stored for item in items]
+
+
+def new_claim() -> str:
+    """A random token: a stored batch's ID, or the claim of whoever holds it."""
+    return secrets.token_hex(12)
+
+
+def batch_document(items: Sequence[Document], received_at: datetime, *, state: str, lease: timedelta,
+                   event: Callable[[Document], Document]) -> Document:
+    """One stored batch of `items` for `insert_together`, leased to its writer (each item is given its batch
+    and claim in place); `event` is what the batch keeps of an item."""
+    batch, claim = new_claim(), new_claim()
+    for item in items:
+        item.update(batch=batch, claim=claim)
+    return {"_id": batch, "keys": [item["_id"] for item in items], "events": [event(item) for item in items],
+            "received_at": received_at, "state": state, "claim": claim, "lease_until": received_at + lease,
+            "attempts": 1}

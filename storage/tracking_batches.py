@@ -31,7 +31,6 @@ Earlier versions stored one document per event in `events` (no longer written).
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +38,7 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 
-from storage.bulk import insert_together
+from storage.bulk import batch_document, insert_together, new_claim
 from storage.database import Database
 from storage.durability import ACKNOWLEDGED, UNSYNCED
 from storage.keys import shop_scoped
@@ -69,10 +68,6 @@ def event_key(shop_id: str, event_id: str) -> str:
     return shop_scoped(shop_id, event_id)
 
 
-def new_claim() -> str:
-    return secrets.token_hex(12)
-
-
 def chunks(items: Sequence[str]) -> Iterable[list[str]]:
     for start in range(0, len(items), ID_CHUNK):
         yield list(items[start:start + ID_CHUNK])
@@ -84,20 +79,7 @@ def event_item(shop_id: str, event: dict[str, Any], received_at: datetime) -> Do
 
 
 def _batch_document(items: Sequence[Document], received_at: datetime) -> Document:
-    """One stored batch of `items` (each given its batch and claim in place)."""
-    batch, claim = new_claim(), new_claim()
-    for item in items:
-        item.update(batch=batch, claim=claim)
-    return {
-        "_id": batch,
-        "keys": [item["_id"] for item in items],
-        "events": [_stored_event(item) for item in items],
-        "received_at": received_at,
-        "state": STORED,
-        "claim": claim,
-        "lease_until": received_at + LEASE,
-        "attempts": 1,
-    }
+    return batch_document(items, received_at, state=STORED, lease=LEASE, event=_stored_event)
 
 
 def _stored_event(item: Document) -> Document:

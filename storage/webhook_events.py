@@ -48,7 +48,6 @@ events of those still waiting are moved into batches by `adopt_legacy`
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -56,7 +55,7 @@ from typing import Any
 
 from pymongo import ASCENDING
 
-from storage.bulk import insert_together
+from storage.bulk import batch_document, insert_together, new_claim
 from storage.database import Database
 from storage.durability import ACKNOWLEDGED, UNSYNCED
 from storage.keys import shop_scoped
@@ -93,10 +92,6 @@ def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
 
 def event_key(shop_id: str, webhook_event_id: str) -> str:
     return shop_scoped(shop_id, webhook_event_id)
-
-
-def new_claim() -> str:
-    return secrets.token_hex(12)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -170,20 +165,8 @@ def event_documents(shop_id: str, events: Sequence[dict[str, Any]], now: datetim
 
 
 def _batch_document(docs: Sequence[Document], received_at: datetime) -> Document:
-    """One stored batch of `docs` (each given its batch, position and claim in place)."""
-    batch, claim = new_claim(), new_claim()
-    for doc in docs:
-        doc.update(batch=batch, claim=claim)
-    return {
-        "_id": batch,
-        "keys": [doc["_id"] for doc in docs],
-        "events": [{"key": doc["_id"], **{f: doc[f] for f in EVENT_FIELDS[1:]}} for doc in docs],
-        "received_at": received_at,
-        "state": HANDLING,
-        "claim": claim,
-        "lease_until": received_at + LEASE,
-        "attempts": 1,
-    }
+    return batch_document(docs, received_at, state=HANDLING, lease=LEASE,
+                          event=lambda doc: {"key": doc["_id"], **{f: doc[f] for f in EVENT_FIELDS[1:]}})
 
 
 def _event_views(batch: Document, records: Sequence[Document]) -> list[Document]:
