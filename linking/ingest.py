@@ -160,8 +160,11 @@ def _give_back(submissions: list[Submission], refused: list[str | None], budgets
 
 
 async def acknowledge(db: Database, submissions: list[Submission], budgets: Budgets,
-                      now: datetime) -> Acknowledged:
-    """Store the submissions that are within their budgets, durably and together; a verdict per submission."""
+                      now: datetime, batches: TrackingBatchRepository | None = None) -> Acknowledged:
+    """Store the submissions that are within their budgets, durably and together; a verdict per submission.
+
+    `batches` is the process's repository (its batches share one claim); a new one by default.
+    """
     refused, opens = await _budgets(db, submissions, budgets, now)
     items: list[Document] = []
     owner_of: list[int] = []  # submission index of each item
@@ -179,7 +182,7 @@ async def acknowledge(db: Database, submissions: list[Submission], budgets: Budg
     if not items:
         return Acknowledged([Verdict(refused=reason) for reason in refused])
     try:
-        fresh = await TrackingBatchRepository(db).store(items, now)
+        fresh = await (batches or TrackingBatchRepository(db)).store(items, now)
     except BaseException:
         _give_back(submissions, refused, budgets, now)
         raise

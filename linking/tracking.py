@@ -40,6 +40,7 @@ from storage.durability import ACK_TIMEOUT_SECONDS, writable
 from storage.group_commit import DatabaseTurn, GroupCommit
 from storage.shop_settings import ShopSettingsRepository, TrackingSettings
 from storage.shops import ShopRepository, hash_api_key
+from storage.tracking_batches import TrackingBatchRepository
 
 log = logging.getLogger("linecrm.linking")
 
@@ -240,10 +241,11 @@ async def _writes_ctx(app: web.Application) -> AsyncIterator[None]:
     clock = app[CLOCK]
     budgets = Budgets(BrowserBudgets(EVENTS_PER_BROWSER_PER_MINUTE))
     app[BROWSER_BUDGETS] = budgets.browsers
+    batches = TrackingBatchRepository(db)  # one per process: its stored batches share one claim
 
     async def write(submissions: list[Submission]) -> list[Verdict]:
         with pymongo.timeout(GROUP_TIMEOUT_SECONDS):
-            acknowledged = await acknowledge(db, submissions, budgets, clock.now())
+            acknowledged = await acknowledge(db, submissions, budgets, clock.now(), batches)
         processor.submit(acknowledged.items)
         return acknowledged.verdicts
 

@@ -80,11 +80,16 @@ def new_claim() -> str:
     return secrets.token_hex(12)
 
 
-def batch_document(items: Sequence[Document], received_at: datetime, *, state: str, lease: timedelta,
+def batch_document(items: Sequence[Document], received_at: datetime, *, state: str, lease: timedelta, claim: str,
                    event: Callable[[Document], Document]) -> Document:
-    """One stored batch of `items` for `insert_together`, leased to its writer (each item is given its batch
-    and claim in place); `event` is what the batch keeps of an item."""
-    batch, claim = new_claim(), new_claim()
+    """One stored batch of `items` for `insert_together`, leased to its writer's `claim` (each item is given its
+    batch and claim in place); `event` is what the batch keeps of an item.
+
+    A writer stores every batch under ONE claim (its repository's `holder`), not one per batch: the writes that
+    close batches are then `{_id: {$in: ...}, claim: <token>}` - an equality, where a claim per batch needed
+    `claim: {$in: [...]}`, which costs the embedded database 2.5-4x as much (10 batches: 21 vs 6 ms).
+    """
+    batch = new_claim()
     for item in items:
         item.update(batch=batch, claim=claim)
     return {"_id": batch, "keys": [item["_id"] for item in items], "events": [event(item) for item in items],

@@ -78,14 +78,23 @@ def event_item(shop_id: str, event: dict[str, Any], received_at: datetime) -> Do
     return {"_id": event_key(shop_id, event["event_id"]), "shop_id": shop_id, **event, "received_at": received_at}
 
 
-def _batch_document(items: Sequence[Document], received_at: datetime) -> Document:
-    return batch_document(items, received_at, state=STORED, lease=LEASE, event=_stored_event)
+def _batch_document(items: Sequence[Document], received_at: datetime, claim: str) -> Document:
+    return batch_document(items, received_at, state=STORED, lease=LEASE, claim=claim, event=_stored_event)
 
 
 def _stored_event(item: Document) -> Document:
     event = {"key": item["_id"]}
     event.update((field, value) for field, value in item.items() if field not in ("_id", *INTERNAL_FIELDS))
     return event
+
+
+def _by_claim(items: Sequence[Document]) -> dict[str, list[str]]:
+    """The items' batches (sorted) under each claim that holds them."""
+    claims: dict[str, str] = {item["batch"]: item["claim"] for item in items}
+    grouped: dict[str, list[str]] = {}
+    for batch in sorted(claims):
+        grouped.setdefault(claims[batch], []).append(batch)
+    return grouped
 
 
 def _items(batch: Document) -> list[Document]:
@@ -105,10 +114,12 @@ class TrackingBatchRepository:
         # Processing's writes need no sync of their own: lost with an unsynced end of the log, the batch is
         # still "stored" and is processed again, its counters and intents with it (one transaction).
         self._settling = self._batches.with_options(write_concern=UNSYNCED)
+        self.holder = new_claim()  # the claim of every batch this repository stores (see `batch_document`)
 
     async def store(self, items: Sequence[Document], received_at: datetime) -> list[bool]:
         """Store events durably (`ACKNOWLEDGED`), leased to this caller; per item: was it new?"""
-        return await insert_together(self._acknowledging, items, lambda group: _batch_document(group, received_at))
+        return await insert_together(self._acknowledging, items, lambda group: _batch_document(group, received_at,
+                                                                                             self.holder))
 
     async def finish(self, items: Sequence[Document], now: datetime, session: AsyncClientSession) -> None:
         """Mark the items' batches done, inside the transaction that applies their effects.
@@ -116,20 +127,18 @@ class TrackingBatchRepository:
         Raises `ClaimLost` (the caller aborts the transaction) when any of them is no longer held by the
         claim that stored or recovered it: its new holder applies it instead.
         """
-        claims: dict[str, str] = {item["batch"]: item["claim"] for item in items}
-        held = sorted(set(claims.values()))  # tokens of this processor only: any of them on a batch means ours
-        for chunk in chunks(sorted(claims)):
-            result = await self._settling.update_many(
-                {"_id": {"$in": chunk}, "claim": {"$in": held}, "state": STORED},
-                {"$set": {"state": DONE, "processed_at": now}}, session=session)
-            if result.matched_count != len(chunk):
-                raise ClaimLost(f"{len(chunk) - result.matched_count} batch(es) taken over")
+        for claim, batches in _by_claim(items).items():  # one claim, usually: its holder stored them all
+            for chunk in chunks(batches):
+                result = await self._settling.update_many(
+                    {"_id": {"$in": chunk}, "claim": claim, "state": STORED},
+                    {"$set": {"state": DONE, "processed_at": now}}, session=session)
+                if result.matched_count != len(chunk):
+                    raise ClaimLost(f"{len(chunk) - result.matched_count} batch(es) taken over")
 
     async def release(self, items: Sequence[Document], now: datetime) -> None:
         """Events this process stored but will not process (failed, or stopping): recovery may take them now."""
-        claims: dict[str, str] = {item["batch"]: item["claim"] for item in items}
-        for claim in sorted(set(claims.values())):
-            for chunk in chunks(sorted(batch for batch, held in claims.items() if held == claim)):
+        for claim, batches in _by_claim(items).items():
+            for chunk in chunks(batches):
                 await self._settling.update_many({"_id": {"$in": chunk}, "claim": claim, "state": STORED},
                                                  {"$set": {"lease_until": now}})
 

@@ -164,8 +164,8 @@ def event_documents(shop_id: str, events: Sequence[dict[str, Any]], now: datetim
     return docs
 
 
-def _batch_document(docs: Sequence[Document], received_at: datetime) -> Document:
-    return batch_document(docs, received_at, state=HANDLING, lease=LEASE,
+def _batch_document(docs: Sequence[Document], received_at: datetime, claim: str) -> Document:
+    return batch_document(docs, received_at, state=HANDLING, lease=LEASE, claim=claim,
                           event=lambda doc: {"key": doc["_id"], **{f: doc[f] for f in EVENT_FIELDS[1:]}})
 
 
@@ -213,6 +213,7 @@ class WebhookEventRepository:
         self._handled = self._handled.with_options(write_concern=UNSYNCED)
         self._closing = self._batches.with_options(write_concern=UNSYNCED)
         self._legacy = database[LEGACY]
+        self.holder = new_claim()  # the claim of every batch this repository stores (see `batch_document`)
 
     async def insert_new(self, docs: Sequence[Document]) -> list[bool]:
         """Store events durably (`ACKNOWLEDGED`) as one batch; per document: was it new?
@@ -226,7 +227,7 @@ class WebhookEventRepository:
         if not docs:
             return []
         now = docs[0]["received_at"]
-        return await insert_together(self._acknowledging, docs, lambda group: _batch_document(group, now),
+        return await insert_together(self._acknowledging, docs, lambda group: _batch_document(group, now, self.holder),
                                      apart=any(doc["is_redelivery"] for doc in docs))
 
     async def store(self, shop_id: str, events: Sequence[dict[str, Any]], now: datetime) -> StoredBatch:
@@ -280,22 +281,26 @@ class WebhookEventRepository:
                 "_id": new_claim(), "at": now, "attempt": max(result.attempts for result in results),
                 "batches": sorted({result.batch for result in results}), "results": outcomes,
             })
-        claims = sorted({result.claim for result in results})
+        claims: dict[str, str] = {}
         attempts: dict[str, int] = {}
         for result in results:
+            claims[result.batch] = result.claim
             attempts[result.batch] = max(attempts.get(result.batch, 1), result.attempts)
-        done = sorted(batch for batch, complete in (closing or {}).items() if complete)
-        for chunk in _chunks(done):
-            await self._closing.update_many({"_id": {"$in": chunk}, "claim": {"$in": claims}, "state": HANDLING},
-                                            {"$set": {"state": DONE, "handled_at": now}})
-        retry: dict[int, list[str]] = {}
-        for batch, complete in (closing or {}).items():
-            if not complete:
-                retry.setdefault(attempts.get(batch, 1), []).append(batch)
-        for tried, batches in retry.items():
-            for chunk in _chunks(sorted(batches)):
+        done: dict[str, list[str]] = {}
+        retry: dict[tuple[str, int], list[str]] = {}
+        for batch, complete in sorted((closing or {}).items()):
+            if complete:
+                done.setdefault(claims[batch], []).append(batch)
+            else:
+                retry.setdefault((claims[batch], attempts.get(batch, 1)), []).append(batch)
+        for claim, batches in done.items():  # one claim, usually: its holder stored them all
+            for chunk in _chunks(batches):
+                await self._closing.update_many({"_id": {"$in": chunk}, "claim": claim, "state": HANDLING},
+                                                {"$set": {"state": DONE, "handled_at": now}})
+        for (claim, tried), batches in retry.items():
+            for chunk in _chunks(batches):
                 await self._closing.update_many(
-                    {"_id": {"$in": chunk}, "claim": {"$in": claims}, "state": HANDLING},
+                    {"_id": {"$in": chunk}, "claim": claim, "state": HANDLING},
                     {"$set": {"lease_until": now + retry_delay(tried), "handled_at": now}})
 
     async def release(self, docs: Sequence[Document], now: datetime) -> None:
