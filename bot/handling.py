@@ -41,7 +41,7 @@ from storage.group_commit import DatabaseTurn
 from storage.shops import Shop
 from storage.signals import deliver_all
 from storage.types import Document
-from storage.webhook_events import AnswerPlan, HandlingResult, WebhookEventRepository
+from storage.webhook_events import AnswerPlan, Closing, HandlingResult, WebhookEventRepository, closings
 
 log = logging.getLogger("linecrm.webhook")
 
@@ -118,10 +118,12 @@ async def handle_batch(
     router: Router = ROUTER,
     turn: DatabaseTurn | None = None,
     ownership: Ownership | None = None,
+    closer: Callable[[list[Closing]], None] | None = None,
 ) -> list[HandlingResult]:
     """Handle stored events of one shop (each still owned by the claim it carries) and record every outcome.
 
-    `ownership` holds these events (taken before); without one, the call owns exactly `docs`.
+    `ownership` holds these events (taken before); without one, the call owns exactly `docs`. The stored
+    batches this call handles the last events of are closed at once, or handed to `closer` (`bot.closer`).
     """
     if ownership is None:
         ownership = Ownership()
@@ -134,7 +136,9 @@ async def handle_batch(
         raise
     async with turn:
         closing = ownership.settle(results)  # from here on, this call no longer holds its events
-        await WebhookEventRepository(db).finish(results, now(), closing, record)
+        await WebhookEventRepository(db).finish(results, now(), None if closer else closing, record)
+    if closer is not None:
+        closer(closings(results, closing))
     return results
 
 

@@ -12,6 +12,7 @@ from core.settings import Settings
 
 if TYPE_CHECKING:
     from admin_api.registry import AdminApi
+    from bot.closer import BatchCloser
     from bot.handling import Ownership
     from bot.pipeline import HandlingPipeline
     from core.line_client import LineClients
@@ -28,5 +29,6 @@ SHOPS: web.AppKey[ShopCache] = web.AppKey("shops")
 WEBHOOK_PIPELINE: web.AppKey[HandlingPipeline] = web.AppKey("webhook_pipeline")
 WEBHOOK_OWNERSHIP: web.AppKey[Ownership] = web.AppKey("webhook_ownership")
 WEBHOOK_WRITES: web.AppKey[GroupCommit[Document, bool]] = web.AppKey("webhook_writes")
+WEBHOOK_CLOSER: web.AppKey[BatchCloser] = web.AppKey("webhook_closer")
 ADMIN_API: web.AppKey[AdminApi] = web.AppKey("admin_api")  # the composed admin routes (the dashboard calls them)
 BACKGROUND_TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("background_tasks")

@@ -31,9 +31,20 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import PyMongoError
 
+from bot.closer import BatchCloser
 from bot.handling import Ownership, handle_batch
 from bot.pipeline import HandlingPipeline
-from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS, SHOPS, WEBHOOK_OWNERSHIP, WEBHOOK_PIPELINE, WEBHOOK_WRITES
+from bot.typedefs import (
+    CLOCK,
+    DATABASE,
+    LINE,
+    SETTINGS,
+    SHOPS,
+    WEBHOOK_CLOSER,
+    WEBHOOK_OWNERSHIP,
+    WEBHOOK_PIPELINE,
+    WEBHOOK_WRITES,
+)
 from core.errors import ApiError, field_path
 from core.line_client import LineClients
 from core.periodic import Periodic
@@ -192,10 +203,8 @@ async def recover_expired(db: Database, line: LineClients, settings: Settings, n
         log.info("recovered %d stored webhook event(s)", len(docs))
 
 
-def _handler(app: web.Application, ownership: Ownership,
-             writes: GroupCommit[Document, bool]) -> Callable[[Shop, list[Document]], Any]:
-    turn = DatabaseTurn(writes.idle)  # the batches take turns at the database, behind acknowledgements
-
+def _handler(app: web.Application, ownership: Ownership, turn: DatabaseTurn,
+             closer: BatchCloser) -> Callable[[Shop, list[Document]], Any]:
     async def handle(shop: Shop, docs: list[Document]) -> None:
         now = app[CLOCK].now
         # Held so long that recovery may take it over: leave it to recovery rather than race it.
@@ -206,7 +215,7 @@ def _handler(app: web.Application, ownership: Ownership,
             docs = [doc for doc in docs if now() - doc["received_at"] <= LEASE / 2]
         if docs:
             await handle_batch(app[DATABASE], app[LINE], app[SETTINGS], shop, docs, now, turn=turn,
-                               ownership=ownership)
+                               ownership=ownership, closer=closer.close)
 
     return handle
 
@@ -223,11 +232,15 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
     writes: GroupCommit[Document, bool] = GroupCommit(write, max_items=GROUP_WRITE_MAX,
                                                       max_in_flight=GROUP_WRITES_IN_FLIGHT)
     ownership = Ownership()  # the stored batches whose events this process holds
-    pipeline = HandlingPipeline(_handler(app, ownership, writes), workers=settings.webhook_workers,
+    turn = DatabaseTurn(writes.idle)  # handling and closing take turns at the database, behind acknowledgements
+    closer = BatchCloser(repository, turn, writes.idle, app[CLOCK].now)
+    pipeline = HandlingPipeline(_handler(app, ownership, turn, closer), workers=settings.webhook_workers,
                                 capacity=settings.webhook_queue_max, batch_max=HANDLING_BATCH)
     app[WEBHOOK_WRITES] = writes
     app[WEBHOOK_PIPELINE] = pipeline
     app[WEBHOOK_OWNERSHIP] = ownership
+    app[WEBHOOK_CLOSER] = closer
+    closer.start()
     pipeline.start()
     yield
     await writes.close()
@@ -236,6 +249,7 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(PyMongoError):
             await repository.release([doc for _, doc in left], app[CLOCK].now())
         log.info("handed %d unhandled webhook event(s) back to recovery", len(left))
+    await closer.stop(SHUTDOWN_GRACE_SECONDS)
 
 
 async def _recovery_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -142,6 +142,28 @@ class AnswerPlan:
         return cls(doc["_id"], doc["claim"], method, doc["batch"], int(doc.get("attempts", 1)))
 
 
+@dataclass(frozen=True)
+class Closing:
+    """A stored batch whose every event its holder has handled: done when all succeeded, else retried later."""
+
+    batch: str
+    claim: str
+    complete: bool
+    attempts: int = 1
+
+
+def closings(results: Sequence[HandlingResult], closing: Mapping[str, bool]) -> list[Closing]:
+    """The stored batches `closing` names (batch -> every event succeeded), with the claim and attempts their
+    events' results carry (pure)."""
+    claims: dict[str, str] = {}
+    attempts: dict[str, int] = {}
+    for result in results:
+        claims[result.batch] = result.claim
+        attempts[result.batch] = max(attempts.get(result.batch, 1), result.attempts)
+    return [Closing(batch, claims[batch], complete, attempts.get(batch, 1))
+            for batch, complete in sorted(closing.items())]
+
+
 def event_documents(shop_id: str, events: Sequence[dict[str, Any]], now: datetime) -> list[Document]:
     """A request's events as handling sees them (pure); `insert_new` adds where each was stored."""
     docs: list[Document] = []
@@ -258,9 +280,7 @@ class WebhookEventRepository:
 
         `closing` names the stored batches this call handles the last events of
         (for their owner): True when every event of it succeeded (the batch is
-        done), False when some failed (its lease shortens to a back-off and
-        recovery retries the events without a successful result). Both only
-        while the owner's claim still holds the batch.
+        done), False when some failed (see `close`).
         """
         if not results:
             return
@@ -281,24 +301,25 @@ class WebhookEventRepository:
                 "_id": new_claim(), "at": now, "attempt": max(result.attempts for result in results),
                 "batches": sorted({result.batch for result in results}), "results": outcomes,
             })
-        claims: dict[str, str] = {}
-        attempts: dict[str, int] = {}
-        for result in results:
-            claims[result.batch] = result.claim
-            attempts[result.batch] = max(attempts.get(result.batch, 1), result.attempts)
+        await self.close(closings(results, closing or {}), now)
+
+    async def close(self, batches: Sequence[Closing], now: datetime) -> None:
+        """Close handled stored batches, each only while its holder's claim still holds it: done when every event
+        succeeded, else its lease shortens to a back-off and recovery retries the events without a successful
+        result. Events' states do not wait for this (they follow from the handling records)."""
         done: dict[str, list[str]] = {}
         retry: dict[tuple[str, int], list[str]] = {}
-        for batch, complete in sorted((closing or {}).items()):
-            if complete:
-                done.setdefault(claims[batch], []).append(batch)
+        for closing in batches:
+            if closing.complete:
+                done.setdefault(closing.claim, []).append(closing.batch)
             else:
-                retry.setdefault((claims[batch], attempts.get(batch, 1)), []).append(batch)
-        for claim, batches in done.items():  # one claim, usually: its holder stored them all
-            for chunk in _chunks(batches):
+                retry.setdefault((closing.claim, closing.attempts), []).append(closing.batch)
+        for claim, ids in done.items():  # one claim, usually: its holder stored them all
+            for chunk in _chunks(ids):
                 await self._closing.update_many({"_id": {"$in": chunk}, "claim": claim, "state": HANDLING},
                                                 {"$set": {"state": DONE, "handled_at": now}})
-        for (claim, tried), batches in retry.items():
-            for chunk in _chunks(batches):
+        for (claim, tried), ids in retry.items():
+            for chunk in _chunks(ids):
                 await self._closing.update_many(
                     {"_id": {"$in": chunk}, "claim": claim, "state": HANDLING},
                     {"$set": {"lease_until": now + retry_delay(tried), "handled_at": now}})

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS, WEBHOOK_PIPELINE
+from bot.typedefs import CLOCK, DATABASE, LINE, SETTINGS, WEBHOOK_CLOSER, WEBHOOK_PIPELINE
 from bot.webhook import recover_expired
 from linesim.client import SimClient
 from storage.database import Database
@@ -19,8 +19,10 @@ USER = "U" + "1" * 32
 
 
 async def settle(app: web.Application) -> None:
-    """Wait until the webhook's handling pipeline has handled everything acknowledged so far."""
+    """Wait until the webhook's handling pipeline has handled everything acknowledged so far, and the stored
+    batches it handled are closed."""
     await app[WEBHOOK_PIPELINE].idle()
+    await app[WEBHOOK_CLOSER].idle()
 
 
 async def recover(app: web.Application) -> int:
