@@ -151,7 +151,7 @@ def opt_out_change(shop_id: str, line_user_id: str, opted_out: bool, now: dateti
 
 
 GET_MANY_CHUNK = 50  # `$in` grows superlinearly on the embedded database
-WRITE_CHUNK = 8  # customers written per statement (see `apply_batch`)
+WRITE_CHUNK = 4  # customers written per statement (see `apply_batch`): ~3.5 ms each under a dozen indexes
 
 
 class CustomerRepository:
