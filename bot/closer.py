@@ -11,9 +11,10 @@ event's state is read from those records, and a batch its holder never closes
 which finds every event handled and closes it.
 
 So the closer defers the work out of a burst: each statement closes a few
-batches and runs only once the acknowledging writes are idle (or after
-`patience`), taking the handling's database turn; a batch waiting longer than
-`max_delay` is closed without waiting for the acknowledgements to go quiet.
+batches and runs only once the database's other users are `quiet` (the
+acknowledging writes idle, then the handling pipeline empty) or after
+`patience`, taking the handling's database turn; a batch waiting longer than
+`max_delay` is closed without waiting for quiet.
 On shutdown what is pending is closed within the grace period, the rest is
 left to recovery.
 """
@@ -34,17 +35,17 @@ from storage.webhook_events import Closing, WebhookEventRepository
 log = logging.getLogger("linecrm.webhook")
 
 CHUNK = 4  # batches per statement: ~12 ms for batches of four events
-PATIENCE_SECONDS = 0.1
+PATIENCE_SECONDS = 0.5  # under sustained load: ~2 statements/s, the rest after the burst (or past max_delay)
 MAX_DELAY = timedelta(seconds=60)  # well inside the batches' lease (5 min): recovery never has to do it
 
 
 class BatchCloser:
     def __init__(self, repository: WebhookEventRepository, turn: DatabaseTurn,
-                 acknowledgements_idle: Callable[[], Awaitable[object]], now: Callable[[], datetime], *,
+                 quiet: Callable[[], Awaitable[object]], now: Callable[[], datetime], *,
                  chunk: int = CHUNK, patience: float = PATIENCE_SECONDS, max_delay: timedelta = MAX_DELAY) -> None:
         self._repository = repository
         self._turn = turn
-        self._acknowledgements_idle = acknowledgements_idle
+        self._quiet = quiet
         self._now = now
         self._chunk = chunk
         self._patience = patience
@@ -93,8 +94,8 @@ class BatchCloser:
             log.info("%d handled webhook batch(es) left for recovery to close", len(self._pending))
 
     async def _quiet_or_stopping(self) -> None:
-        """Until the acknowledging writes are idle, `stop` is called, or `patience` has passed."""
-        quiet = asyncio.ensure_future(self._acknowledgements_idle())
+        """Until the database's other users are quiet, `stop` is called, or `patience` has passed."""
+        quiet = asyncio.ensure_future(self._quiet())
         stopping = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait({quiet, stopping}, timeout=self._patience, return_when=asyncio.FIRST_COMPLETED)

@@ -233,7 +233,12 @@ async def _pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
                                                       max_in_flight=GROUP_WRITES_IN_FLIGHT)
     ownership = Ownership()  # the stored batches whose events this process holds
     turn = DatabaseTurn(writes.idle)  # handling and closing take turns at the database, behind acknowledgements
-    closer = BatchCloser(repository, turn, writes.idle, app[CLOCK].now)
+
+    async def quiet() -> None:  # nothing waits for the closer: it goes after acknowledgements and handling
+        await writes.idle()
+        await pipeline.idle()
+
+    closer = BatchCloser(repository, turn, quiet, app[CLOCK].now)
     pipeline = HandlingPipeline(_handler(app, ownership, turn, closer), workers=settings.webhook_workers,
                                 capacity=settings.webhook_queue_max, batch_max=HANDLING_BATCH)
     app[WEBHOOK_WRITES] = writes

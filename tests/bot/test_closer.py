@@ -36,8 +36,8 @@ class _Counting(WebhookEventRepository):
         await super().close(batches, now)
 
 
-class _Acknowledgements:
-    """The acknowledging writes' idleness, as the test sets it."""
+class _Quiet:
+    """Whether the database's other users (acknowledgements, handling) are quiet, as the test sets it."""
 
     def __init__(self) -> None:
         self.quiet = asyncio.Event()
@@ -58,13 +58,13 @@ async def _states(db: Database, closings: Sequence[Closing]) -> list[str]:
     return [str((await db[COLLECTION].find_one({"_id": c.batch}) or {}).get("state")) for c in closings]
 
 
-async def test_batches_are_closed_a_few_per_statement_each_after_the_acknowledgements_had_their_chance(
+async def test_batches_are_closed_a_few_per_statement_each_after_the_other_work_had_its_chance(
     db: Database, shop: ShopHandle, clock: FixedClock
 ) -> None:
     repository = _Counting(db)
     closings = await _stored(repository, shop, clock.now(), 10)
-    acknowledgements = _Acknowledgements()  # never quiet: each statement waits its patience
-    closer = BatchCloser(repository, DatabaseTurn(), acknowledgements.idle, clock.now, chunk=4, patience=0.1)
+    others = _Quiet()  # never quiet: each statement waits its patience
+    closer = BatchCloser(repository, DatabaseTurn(), others.idle, clock.now, chunk=4, patience=0.1)
     closer.start()
     started = time.perf_counter()
     closer.close(closings)
@@ -74,9 +74,9 @@ async def test_batches_are_closed_a_few_per_statement_each_after_the_acknowledge
     assert repository.statements == [4, 4, 2]
     assert waited >= 0.3  # three statements, each behind a patience of 0.1 s
     assert await _states(db, closings) == ["done"] * 10
-    # Quiet acknowledgements: no waiting at all.
+    # Quiet: no waiting at all.
     more = await _stored(repository, shop, clock.now(), 3)
-    acknowledgements.quiet.set()
+    others.quiet.set()
     started = time.perf_counter()
     closer.close(more)
     await asyncio.wait_for(closer.idle(), 10)
@@ -90,7 +90,7 @@ async def test_a_batch_waiting_past_the_longest_delay_no_longer_waits_for_quiet(
 ) -> None:
     repository = _Counting(db)
     late, held = await _stored(repository, shop, clock.now(), 2), await _stored(repository, shop, clock.now(), 2)
-    closer = BatchCloser(repository, DatabaseTurn(), _Acknowledgements().idle, clock.now, patience=30,
+    closer = BatchCloser(repository, DatabaseTurn(), _Quiet().idle, clock.now, patience=30,
                          max_delay=timedelta(seconds=60))
     closer.close(late)
     clock.advance(timedelta(seconds=61))
@@ -99,7 +99,7 @@ async def test_a_batch_waiting_past_the_longest_delay_no_longer_waits_for_quiet(
     assert await _states(db, late) == ["done", "done"]
     closer.close(held)
     await asyncio.sleep(0.2)
-    assert closer.pending == 2  # waiting for the acknowledgements to go quiet
+    assert closer.pending == 2  # waiting for quiet
     started = time.perf_counter()
     await closer.stop(5)  # stopping closes what is pending at once
     assert time.perf_counter() - started < 2 and closer.pending == 0
@@ -118,7 +118,7 @@ async def test_a_closing_that_fails_leaves_the_batch_to_recovery_and_the_closer_
 
     repository = Failing(db)
     first, second = await _stored(repository, shop, clock.now(), 1), await _stored(repository, shop, clock.now(), 1)
-    closer = BatchCloser(repository, DatabaseTurn(), _Acknowledgements().idle, clock.now, patience=0)
+    closer = BatchCloser(repository, DatabaseTurn(), _Quiet().idle, clock.now, patience=0)
     closer.start()
     closer.close(first)
     await asyncio.wait_for(closer.idle(), 10)
