@@ -13,6 +13,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
+from storage import driver_fixes
 from storage.signals import Signals
 from storage.types import Document, IndexSpec
 
@@ -96,7 +97,9 @@ def connect(uri: str, db_name: str, *, server_selection_timeout_ms: int = 5000) 
 
     The driver looks at a server it lost every second (not every ten): endpoints that answer 503 while the
     database is down (storage.durability.writable) take traffic again about a second after it is back.
+    A connection being opened when its task is cancelled is closed (`storage.driver_fixes`).
     """
+    driver_fixes.install()
     client: AsyncMongoClient[Document] = AsyncMongoClient(
         uri, serverSelectionTimeoutMS=server_selection_timeout_ms, tz_aware=True, appname="linecrm",
         heartbeatFrequencyMS=HEARTBEAT_MS,
