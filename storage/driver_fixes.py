@@ -1,60 +1,66 @@
 """A fix for PyMongo's async driver: a connection being opened when its task is cancelled is closed.
 
-`pymongo.pool_shared._async_create_connection` (4.20) closes the socket it is
-connecting on `OSError` and `TimeoutError` only. A task cancelled mid-connect -
-one of ours, or one of the driver's monitors, which it cancels whenever a
-client closes - leaves that socket open until the garbage collector finds it
-(`ResourceWarning: unclosed socket`, and a file descriptor held until then).
+`pymongo.asynchronous.pool.Pool.connect` (4.20) leaks what it was opening when
+the task calling it is cancelled at the wrong moment: the socket, while
+connecting (`pool_shared._async_create_connection` closes it on `OSError` and
+`TimeoutError` only), or the whole transport, while it waits for the pool's
+lock right after. Such tasks are ours, or the driver's own monitors, which it
+cancels whenever a client closes. The leak stays open until the garbage
+collector finds it (`ResourceWarning: unclosed socket` / `unclosed transport`,
+and a file descriptor held until then).
 
-The connect now runs in its own task that a cancellation does not interrupt:
-the caller is cancelled at once, the connect ends (bounded by the connect
-timeout) and its socket is closed then - the pattern PyMongo itself uses for
-the TLS handshake (`_close_late_socket`). Installed by `storage.database.connect`;
-if a driver version no longer has the function, nothing is changed.
+Opening a connection now runs in its own task that a cancellation does not
+interrupt: the cancelled caller returns at once, the opening ends (bounded by
+the connect timeout) and the connection it made is closed - the pattern
+PyMongo itself uses for the TLS handshake (`_close_late_socket`). Installed by
+`storage.database.connect`; if a driver version no longer has `Pool.connect`,
+nothing is changed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from pymongo import pool_shared
+from pymongo.asynchronous import pool
+from pymongo.monitoring import ConnectionClosedReason
 
 log = logging.getLogger("linecrm.storage")
 
-Connect = Callable[[Any, Any], Coroutine[Any, Any, socket.socket]]
+Connect = Callable[..., Coroutine[Any, Any, Any]]
+_closing: set[asyncio.Task[None]] = set()  # closings of connections whose caller was cancelled, until done
 
 
-def _close_when_done(connect: asyncio.Future[socket.socket]) -> None:
-    if not connect.cancelled() and connect.exception() is None:
-        with contextlib.suppress(OSError):
-            connect.result().close()
+def _close_abandoned(opening: asyncio.Future[Any]) -> None:
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    closing = asyncio.ensure_future(opening.result().close_conn(ConnectionClosedReason.ERROR))
+    _closing.add(closing)
+    closing.add_done_callback(_closing.discard)
 
 
-def closing_on_cancel(create: Connect) -> Connect:
-    """`create` (the driver's connect), closing the socket of a connect whose caller was cancelled."""
+def closing_on_cancel(connect: Connect) -> Connect:
+    """`Pool.connect`, closing the connection an opening made for a caller cancelled meanwhile."""
 
-    async def create_connection(address: Any, options: Any) -> socket.socket:
-        connect = asyncio.ensure_future(create(address, options))
+    async def connect_closing_on_cancel(self: Any, *args: Any, **kwargs: Any) -> Any:
+        opening = asyncio.ensure_future(connect(self, *args, **kwargs))
         try:
-            return await asyncio.shield(connect)
+            return await asyncio.shield(opening)
         except asyncio.CancelledError:
-            connect.add_done_callback(_close_when_done)
+            opening.add_done_callback(_close_abandoned)
             raise
 
-    create_connection.closes_on_cancel = True  # type: ignore[attr-defined]
-    return create_connection
+    connect_closing_on_cancel.closes_on_cancel = True  # type: ignore[attr-defined]
+    return connect_closing_on_cancel
 
 
 def install() -> None:
-    """Wrap the driver's connect once (idempotent)."""
-    create = getattr(pool_shared, "_async_create_connection", None)
-    if create is None:
-        log.debug("pymongo has no _async_create_connection: nothing to fix")
+    """Wrap the driver's `Pool.connect` once (idempotent)."""
+    connect = getattr(pool.Pool, "connect", None)
+    if connect is None:
+        log.debug("pymongo's async Pool has no connect: nothing to fix")
         return
-    if not getattr(create, "closes_on_cancel", False):
-        setattr(pool_shared, "_async_create_connection", closing_on_cancel(create))  # noqa: B010 (a private name)
+    if not getattr(connect, "closes_on_cancel", False):
+        setattr(pool.Pool, "connect", closing_on_cancel(connect))  # noqa: B010 (the driver's own class)

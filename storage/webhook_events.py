@@ -27,11 +27,13 @@ write per stored batch touched would cost more than the events themselves.
              (inserted before the first answer is sent),
   results: {event key: {outcome, responded_at?, error?, unsent?}} - after.
 
-The process that stored a batch owns it (leased) and handles its events; the
-last of its handling batches to finish marks it done (one `update_many` per
-handling batch for every stored batch it closes) - or, when some event failed,
-shortens the lease to a back-off, so recovery retries exactly the events
-without a successful result. If the process dies the lease runs out and
+The process that stored a batch owns it (leased, under the claim its
+repository stores every batch with) and handles its events; once the last of
+them is handled the batch is closed (`close`: marked done - or, when some event
+failed, its lease shortened to a back-off, so recovery retries exactly the
+events without a successful result). The webhook closes later, a few batches
+per statement (`bot.closer`): a closing rewrites every index entry of the batch,
+and an event's state already follows from its handling record. If the process dies the lease runs out and
 recovery claims the whole batch (one conditional `update_many`, a claim
 token and a state precondition) - never `find_one_and_update`.
 
