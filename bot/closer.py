@@ -120,3 +120,5 @@ class BatchCloser:
                     await self._repository.close(chunk, self._now())
             except PyMongoError as exc:  # left to recovery: the batches' leases run out
                 log.warning("closing %d handled webhook batch(es) failed: %r", len(chunk), exc)
+            except Exception:  # a bug: logged, and the closer goes on (recovery closes these)
+                log.exception("closing %d handled webhook batch(es) failed", len(chunk))
