@@ -87,7 +87,8 @@ def _serve_ours(port: int, uri: str, db_name: str, line_url: str, profile: str |
     tune_garbage_collector()  # as `python -m bot` runs
 
     async def db_commands(request: web.Request) -> web.Response:
-        return web.json_response(dict(commands.counts))
+        # Round trips by command and collection, and (as "µs <name>") the time until each answered, summed.
+        return web.json_response({**commands.counts, **{f"µs {name}": us for name, us in commands.micros.items()}})
 
     app.router.add_get("/_bench/db", db_commands)
     _run(app, port, ready, profile)
@@ -312,9 +313,15 @@ def _row(name: str, run: Run) -> str:
 
 
 def _round_trips(commands: Counter[str], handled: int) -> str:
-    total = sum(n for n in commands.values() if n > 0)
-    top = ", ".join(f"{name} {n / max(1, handled):.2f}" for name, n in commands.most_common(6) if n > 0)
-    return f"{total / max(1, handled):.2f} database round trips/event ({top})"
+    """Round trips per event, the most frequent statements, and the slowest on average as the app saw them
+    (queueing behind other clients' writes included: what holds up whom)."""
+    counts = Counter({name: n for name, n in commands.items() if not name.startswith("µs ") and n > 0})
+    total = sum(counts.values())
+    top = ", ".join(f"{name} {n / max(1, handled):.2f}" for name, n in counts.most_common(6))
+    mean_ms = {name: commands.get(f"µs {name}", 0) / n / 1000 for name, n in counts.items()}
+    slowest = ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(mean_ms.items(), key=lambda kv: -kv[1])[:4])
+    return (f"{total / max(1, handled):.2f} database round trips/event ({top}); "
+            f"slowest on average, ms: {slowest}")
 
 
 # --- the run -----------------------------------------------------------------------------------------------

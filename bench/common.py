@@ -65,6 +65,7 @@ class Commands(monitoring.CommandListener):
         self.micros: Counter[str] = Counter()
         self.enabled = enabled
         self.by_collection = by_collection
+        self._names: dict[int, str] = {}  # request ID -> name, until it answers
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if not self.enabled:
@@ -74,13 +75,15 @@ class Commands(monitoring.CommandListener):
             target = event.command.get(name)
             name = f"{name} {target if isinstance(target, str) else ''}".strip()
         self.counts[name] += 1
+        self._names[event.request_id] = name
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        name = self._names.pop(event.request_id, event.command_name)
         if self.enabled:
-            self.micros[event.command_name] += event.duration_micros
+            self.micros[name] += event.duration_micros
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+        self._names.pop(event.request_id, None)
 
 
 def rss_mb() -> float:
