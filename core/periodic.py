@@ -1,11 +1,9 @@
 """Background work run at start-up and then every few seconds, stopped by waiting for it - never cancelled.
 
-Cancelling a task in the middle of a database call is not safe with PyMongo's
-async driver: a connection being opened when its task is cancelled is never
-closed (its socket is left to the garbage collector: `ResourceWarning:
-unclosed socket`, and a file descriptor held until then). So a `Periodic` is
-asked to stop, finishes the run it is in, and only a run still going after
-`grace` seconds is cancelled.
+A sweep cancelled in the middle of its database work leaves that work half
+done (and PyMongo leaked the connection it was opening, until
+`storage.driver_fixes`). So a `Periodic` is asked to stop, finishes the run it
+is in, and only a run still going after `grace` seconds is cancelled.
 """
 
 from __future__ import annotations

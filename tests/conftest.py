@@ -101,8 +101,7 @@ def settings(mongo_uri: str, linesim_url: str, tmp_path: Path) -> Settings:
 
 class AppServer(TestServer):
     """The app served as `python -m bot` serves it (`web.run_app`): a request whose client went away still runs
-    to its end. aiohttp's test server cancels it instead, which production never does - and a database call
-    cancelled while its connection opens leaks the socket (PyMongo), surfacing later as a ResourceWarning."""
+    to its end. aiohttp's test server cancels it instead, which production never does."""
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
         kwargs["handler_cancellation"] = False

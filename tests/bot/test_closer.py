@@ -74,15 +74,18 @@ async def test_batches_are_closed_a_few_per_statement_each_after_the_other_work_
     assert repository.statements == [4, 4, 2]
     assert waited >= 0.3  # three statements, each behind a patience of 0.1 s
     assert await _states(db, closings) == ["done"] * 10
-    # Quiet: no waiting at all.
+    await closer.stop(5)
+    # Quiet: no waiting for the patience (here 5 s) at all.
     more = await _stored(repository, shop, clock.now(), 3)
     others.quiet.set()
+    patient = BatchCloser(repository, DatabaseTurn(), others.idle, clock.now, chunk=4, patience=5)
+    patient.start()
     started = time.perf_counter()
-    closer.close(more)
-    await asyncio.wait_for(closer.idle(), 10)
-    assert time.perf_counter() - started < 0.1
+    patient.close(more)
+    await asyncio.wait_for(patient.idle(), 10)
+    assert time.perf_counter() - started < 2.5
     assert await _states(db, more) == ["done"] * 3
-    await closer.stop(5)
+    await patient.stop(5)
 
 
 async def test_a_batch_waiting_past_the_longest_delay_no_longer_waits_for_quiet(
